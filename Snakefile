@@ -1,0 +1,24 @@
+# soseleto: rebuild the tables and figures of the SOSELETO paper.
+#   snakemake --cores all              (the whole paper; see README.md)
+#   snakemake --cores 2 results/synthetic/summary.csv
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+# The paper's settings; `--configfile other.yaml` overrides them key by key.
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+
+
+rule all:
+    input:
+        rules.synthetic_all.input,

@@ -1,0 +1,5 @@
+import sys
+
+from soseleto.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""Typed configuration: YAML mapping -> (schema-validated) -> frozen dataclass.
+
+Unknown keys and out-of-range values raise ``ValueError`` naming the key, so a typo never
+silently falls back to a default. See ``config/README.md`` for the meaning and the chosen
+defaults of every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
+
+LOSS_SCALES = ("batch_mean", "dataset")
+ALPHA_GRADS = ("features", "all")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Hyper-parameters of Algorithm 1 (units: learning rates per step, batch sizes in samples)."""
+
+    lr_p: float = 1e-4  # lambda_p: SGD step for theta, phi_s and phi_t
+    lr_alpha: float = 1.0  # lambda_alpha: alpha moves by lr_alpha * lr_p * Q^T dLt/dtheta
+    momentum: float = 0.0  # SGD momentum on theta/phi (alpha never has momentum)
+    weight_decay: float = 0.0  # L2 on theta/phi, applied by the optimiser
+    alpha_init: float = 1.0
+    alpha_min: float = 0.0
+    alpha_max: float = 1.1  # the paper's "slightly expanded range [0, 1.1]"
+    source_batch: int = 256
+    target_batch: int = 32
+    epochs: int = 10  # one epoch = one pass over the source set
+    loss_scale: str = "batch_mean"  # 'batch_mean': 1/|batch| ; 'dataset': 1/n_s and 1/n_t as in eq. (L_s, L_t)
+    alpha_grad: str = "features"  # 'features': Q^T dLt/dtheta (paper); 'all': also the shared classifier
+    shared_classifier: bool = True  # noisy-label mode (phi_t = phi_s); False = transfer mode
+    log_every: int = 1  # epochs between log lines
+
+    def __post_init__(self) -> None:
+        for key in ("lr_p", "weight_decay"):
+            _check(key, getattr(self, key) >= 0, getattr(self, key), ">= 0")
+        _check("lr_p", self.lr_p > 0, self.lr_p, "> 0")
+        _check("lr_alpha", self.lr_alpha >= 0, self.lr_alpha, ">= 0")
+        _check("momentum", 0 <= self.momentum < 1, self.momentum, "in [0, 1)")
+        _check("alpha_max", self.alpha_max > self.alpha_min, self.alpha_max, f"> alpha_min={self.alpha_min}")
+        _check("alpha_min", self.alpha_min >= 0, self.alpha_min, ">= 0")
+        _check(
+            "alpha_init",
+            self.alpha_min <= self.alpha_init <= self.alpha_max,
+            self.alpha_init,
+            f"in [alpha_min, alpha_max] = [{self.alpha_min}, {self.alpha_max}]",
+        )
+        for key in ("source_batch", "target_batch", "epochs", "log_every"):
+            _check(key, isinstance(getattr(self, key), int) and getattr(self, key) >= 1, getattr(self, key), "an integer >= 1")
+        _check("loss_scale", self.loss_scale in LOSS_SCALES, self.loss_scale, f"one of {LOSS_SCALES}")
+        _check("alpha_grad", self.alpha_grad in ALPHA_GRADS, self.alpha_grad, f"one of {ALPHA_GRADS}")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Section 4.1 / Figure 1: points in R^2 labelled by the side of the y-axis."""
+
+    n_source: int = 500
+    n_noisy: int = 100
+    n_target: int = 50
+    hidden: int = 32
+    depth: int = 2
+    threshold: float = 0.1
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("n_source", "n_target", "hidden", "depth"):
+            _check(key, getattr(self, key) >= 1, getattr(self, key), ">= 1")
+        _check("n_noisy", 0 <= self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
+        _check("threshold", 0 <= self.threshold, self.threshold, ">= 0")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, recursing into nested dataclass fields.
+
+    Unknown keys raise ``ValueError`` naming the dotted key path.
+    """
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; valid keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        if sub is not None and isinstance(value, Mapping):
+            kwargs[name] = from_dict(sub, value, where=f"{where}{name}.")
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ValueError(f"{where}{err}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain-dict view of a config dataclass (for provenance and checkpoints)."""
+    return dataclasses.asdict(obj)
+
+
+def _check(key: str, ok: bool, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is invalid: expected {expected}")
+
+
+_DATACLASSES = {"TrainerConfig": TrainerConfig, "SyntheticConfig": SyntheticConfig}

@@ -1,0 +1,33 @@
+import json
+
+import pandas as pd
+import pytest
+
+from soseleto.io import atomic_path, provenance, write_csv, write_json
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_survives_failed_rewrite(tmp_path):
+    target = tmp_path / "m.json"
+    write_json({"a": 1}, target)
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{")
+            raise RuntimeError
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def test_csv_sidecar_records_provenance(tmp_path):
+    write_csv(pd.DataFrame({"x": [1, 2]}), tmp_path / "t.csv", prov=provenance({"k": 3}, seed=5))
+    side = json.loads((tmp_path / "t.csv.provenance.json").read_text())
+    assert side["config"] == {"k": 3} and side["seed"] == 5
+    assert side["soseleto_version"] and side["torch_version"]
+    assert pd.read_csv(tmp_path / "t.csv").x.tolist() == [1, 2]

@@ -1,0 +1,34 @@
+"""pyproject.toml, environment.yml and workflow/envs agree on the packages they name."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
+
+
+def _split(spec):
+    name, rest = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", spec).groups()
+    return CONDA_NAMES.get(name.lower(), name.lower()), rest.replace(" ", "")
+
+
+def _conda(path):
+    deps = yaml.safe_load(path.read_text())["dependencies"]
+    return dict(_split(d) for d in deps if isinstance(d, str) and d.split()[0] not in ("python", "pip"))
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + project["optional-dependencies"]["test"]
+    pip = dict(_split(s) for s in specs)
+    assert _conda(REPO / "environment.yml") == pip
+
+
+def test_rule_env_pins_agree_with_pyproject():
+    pip = dict(_split(s) for s in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    for env in (REPO / "workflow/envs").glob("*.yaml"):
+        for name, rng in _conda(env).items():
+            assert pip.get(name) == rng, f"{env.name}: {name} {rng} vs pyproject {pip.get(name)}"

@@ -1,0 +1,113 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from soseleto.bilevel import reference_alignment
+from soseleto.config import TrainerConfig
+from soseleto.models import build_classifier, build_features
+from soseleto.rng import seeded
+from soseleto.trainer import Labeled, Soseleto
+
+
+def _trainer(shared: bool, **cfg):
+    with seeded(0):
+        features, dim = build_features("mlp", (4,), hidden=8)
+        src = build_classifier(dim, 3)
+        tgt = None if shared else build_classifier(dim, 2)
+    conf = TrainerConfig(shared_classifier=shared, momentum=0.0, **cfg)
+    return Soseleto(features, src, tgt, n_source=20, n_target=6, cfg=conf)
+
+
+def _batches(n_target_classes):
+    g = torch.Generator().manual_seed(7)
+    xs, ys = torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)
+    xt, yt = torch.randn(4, 4, generator=g), torch.randint(0, n_target_classes, (4,), generator=g)
+    return xs, ys, torch.tensor([3, 0, 7, 12, 19]), xt, yt
+
+
+def _grads(loss, params):
+    return torch.autograd.grad(loss, list(params), retain_graph=True)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_one_step_matches_algorithm_1(float64, shared):
+    """theta -= lr Q alpha_b; phi_s -= lr R alpha_b; phi_t -= lr dLt/dphi_t; alpha_b update eq. (5)."""
+    lr, lr_a = 0.05, 3.0
+    tr = _trainer(shared, lr_p=lr, lr_alpha=lr_a, alpha_init=0.7)
+    xs, ys, idx, xt, yt = _batches(3 if shared else 2)
+    tr.alpha[idx] = torch.tensor([0.1, 0.5, 1.0, 0.0, 0.9])
+    alpha_b = tr.alpha[idx].clone()
+    before = copy.deepcopy((tr.features, tr.source_head, tr.target_head))
+    f, s, t = before
+    if shared:
+        t = s
+    # expected updates from first principles, at theta_m
+    per = F.cross_entropy(s(f(xs)), ys, reduction="none")
+    ls = (alpha_b * per).mean()
+    lt = F.cross_entropy(t(f(xt)), yt)
+    q_alpha = _grads(ls, f.parameters())
+    r_alpha = _grads(ls, s.parameters())
+    g_theta = _grads(lt, f.parameters())
+    g_phi_t = _grads(lt, t.parameters())
+    tangents = dict(zip([n for n, _ in f.named_parameters()], g_theta))
+    align = reference_alignment(f, s, xs, ys, tangents)
+    expected_alpha = (alpha_b + lr_a * lr * align / len(ys)).clamp(0.0, 1.1)
+
+    tr.step(xs, ys, idx, xt, yt)
+
+    for p0, p1, g in zip(f.parameters(), tr.features.parameters(), q_alpha):
+        torch.testing.assert_close(p1, p0 - lr * g)  # the target never moves theta directly
+    if shared:
+        for p0, p1, gs, gt in zip(s.parameters(), tr.source_head.parameters(), r_alpha, g_phi_t):
+            torch.testing.assert_close(p1, p0 - lr * (gs + gt))
+        assert tr.target_head is tr.source_head
+    else:
+        for p0, p1, gs in zip(s.parameters(), tr.source_head.parameters(), r_alpha):
+            torch.testing.assert_close(p1, p0 - lr * gs)
+        for p0, p1, gt in zip(before[2].parameters(), tr.target_head.parameters(), g_phi_t):
+            torch.testing.assert_close(p1, p0 - lr * gt)
+    torch.testing.assert_close(tr.alpha[idx], expected_alpha)
+    untouched = torch.ones(20, dtype=torch.bool)
+    untouched[idx] = False
+    assert torch.all(tr.alpha[untouched] == 0.7)
+
+
+def test_alpha_stays_in_clip_range_and_reaches_both_ends():
+    tr = _trainer(True, lr_p=0.1, lr_alpha=1e4, alpha_init=0.5, alpha_min=0.0, alpha_max=1.1, source_batch=5, target_batch=4)
+    g = torch.Generator().manual_seed(0)
+    src = Labeled(torch.randn(20, 4, generator=g), torch.randint(0, 3, (20,), generator=g))
+    tgt = Labeled(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g))
+    tr.fit(src, tgt, seed=0, epochs=5)
+    assert tr.alpha.min() >= 0.0 and tr.alpha.max() <= 1.1
+    assert (tr.alpha == 0.0).any() and (tr.alpha == 1.1).any()
+
+
+def test_same_seed_gives_identical_alpha_and_different_seed_differs():
+    def run(seed):
+        tr = _trainer(True, lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3)
+        g = torch.Generator().manual_seed(1)
+        src = Labeled(torch.randn(20, 4, generator=g), torch.randint(0, 3, (20,), generator=g))
+        tgt = Labeled(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g))
+        tr.fit(src, tgt, seed=seed, epochs=3)
+        return tr.alpha.clone()
+
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+
+
+def test_head_mode_mismatch_is_an_error():
+    with seeded(0):
+        features, dim = build_features("mlp", (4,))
+    with pytest.raises(ValueError, match="shared_classifier"):
+        Soseleto(features, build_classifier(dim, 2), build_classifier(dim, 2), n_source=3, cfg=TrainerConfig())
+
+
+def test_divergence_names_epoch_and_quantity():
+    tr = _trainer(True, lr_p=1e6, source_batch=5, target_batch=4)
+    g = torch.Generator().manual_seed(0)
+    src = Labeled(torch.randn(20, 4, generator=g) * 100, torch.randint(0, 3, (20,), generator=g))
+    tgt = Labeled(torch.randn(6, 4, generator=g) * 100, torch.randint(0, 3, (6,), generator=g))
+    with pytest.raises(FloatingPointError, match=r"epoch \d+: (loss_source|loss_target|alpha_mean)"):
+        tr.fit(src, tgt, seed=0, epochs=20)

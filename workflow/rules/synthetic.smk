@@ -1,0 +1,59 @@
+# Section 4.1 / Figure 1: the synthetic noisy-label experiment, one job per seed.
+
+SYN = config["synthetic"]
+
+
+rule synthetic_seed:
+    output:
+        points="results/synthetic/seed{seed}/alpha.csv",
+        history="results/synthetic/seed{seed}/history.csv",
+        metrics="results/synthetic/seed{seed}/metrics.json",
+    params:
+        synthetic=SYN,
+        device=config["device"],
+    log:
+        "logs/synthetic/seed{seed}.log",
+    benchmark:
+        "benchmarks/synthetic/seed{seed}.tsv"
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/synthetic_seed.py"
+
+
+rule synthetic_summary:
+    input:
+        metrics=expand("results/synthetic/seed{seed}/metrics.json", seed=SYN["seeds"]),
+    output:
+        "results/synthetic/summary.csv",
+    log:
+        "logs/synthetic/summary.log",
+    conda:
+        ENV
+    script:
+        "../scripts/synthetic_summary.py"
+
+
+rule figure1:
+    input:
+        points=expand("results/synthetic/seed{seed}/alpha.csv", seed=SYN["seeds"]),
+        histories=expand("results/synthetic/seed{seed}/history.csv", seed=SYN["seeds"]),
+    output:
+        png="results/figures/figure1.png",
+        pdf="results/figures/figure1.pdf",
+    params:
+        seeds=SYN["seeds"],
+        threshold=SYN.get("threshold", 0.1),
+    log:
+        "logs/figures/figure1.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure1.py"
+
+
+rule synthetic_all:
+    input:
+        rules.synthetic_summary.output,
+        rules.figure1.output,
