@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from soseleto.bilevel import losses_and_alignment, updated_alpha
-from soseleto.config import TrainerConfig
+from soseleto.checkpoint import load_checkpoint, save_checkpoint
+from soseleto.config import TrainerConfig, to_dict
+from soseleto.evaluate import accuracy, predict
 from soseleto.rng import generator
 
 log = logging.getLogger(__name__)
@@ -164,16 +167,27 @@ class Soseleto:
         seed: int,
         epochs: int | None = None,
         on_epoch: Callable[["Soseleto", EpochStats], None] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        checkpoint_config: Any = None,
     ) -> list[EpochStats]:
         """Train for ``epochs`` (default ``cfg.epochs``) passes over the source set.
 
-        Batches are drawn with ``randperm`` from a generator seeded by ``seed`` (and the epoch),
-        so a run is reproducible. ``on_epoch`` is called after every epoch.
+        Batches are drawn with ``randperm`` from a generator seeded by ``seed`` and the epoch, so
+        a run is reproducible and a resumed run draws the same batches as an uninterrupted one.
+        ``on_epoch`` is called after every epoch. With ``checkpoint``, the full state is saved
+        there atomically every ``checkpoint_every`` epochs (and at the end), and an existing
+        checkpoint written for the same ``checkpoint_config`` (default: trainer config + seed) is
+        resumed from; ``history`` then holds only the epochs run by this call.
         """
         if len(source) != self.n_source:
             raise ValueError(f"source has {len(source)} samples but alpha has {self.n_source}")
         source, target = source.to(self.device), target.to(self.device)
         epochs = self.cfg.epochs if epochs is None else epochs
+        ck_config = {"trainer": to_dict(self.cfg), "seed": seed} if checkpoint_config is None else checkpoint_config
+        if checkpoint is not None and os.path.exists(checkpoint):
+            self.load_state_dict(load_checkpoint(checkpoint, config=ck_config, map_location=self.device))
+            log.info("resumed from %s at epoch %d", checkpoint, self.epoch)
         history = []
         while self.epoch < epochs:
             gen = generator(seed * 1_000_003 + self.epoch)
@@ -197,22 +211,43 @@ class Soseleto:
                     "epoch %d/%d  loss_source %.4f  loss_target %.4f  mean alpha %.3f",
                     self.epoch, epochs, loss_s, loss_t, stats.alpha_mean,
                 )
+            if checkpoint is not None and (self.epoch % checkpoint_every == 0 or self.epoch == epochs):
+                save_checkpoint(self.state_dict(), checkpoint, config=ck_config)
             if on_epoch is not None:
                 on_epoch(self, stats)
         return history
 
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: parameters, optimiser (momentum buffers), alpha, epoch."""
+        return {
+            "features": self.features.state_dict(),
+            "source_head": self.source_head.state_dict(),
+            "target_head": None if self.shared else self.target_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "alpha": self.alpha.detach().cpu(),
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["alpha"].shape != self.alpha.shape:
+            raise ValueError(f"checkpoint has {state['alpha'].numel()} alphas, this run {self.alpha.numel()}")
+        self.features.load_state_dict(state["features"])
+        self.source_head.load_state_dict(state["source_head"])
+        if not self.shared:
+            self.target_head.load_state_dict(state["target_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.alpha.copy_(state["alpha"].to(self.device))
+        self.epoch = int(state["epoch"])
+
     # -- evaluation -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, *, head: str = "target", batch_size: int = 2048) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, *, head: str = "target") -> torch.Tensor:
         """Class predictions ``(N,)`` of the target (or source) network, in eval mode."""
-        clf = self.target_head if head == "target" else self.source_head
-        self.features.eval(), clf.eval()
-        out = [clf(self.features(x[i : i + batch_size].to(self.device))).argmax(1) for i in range(0, len(x), batch_size)]
-        return torch.cat(out)
+        return predict(self.features, self.target_head if head == "target" else self.source_head, x)
 
     def accuracy(self, data: Labeled, *, head: str = "target") -> float:
         """Fraction of ``data`` classified correctly by the target (or source) network."""
-        return float((self.predict(data.x, head=head) == data.y.to(self.device)).float().mean())
+        return accuracy(self.features, self.target_head if head == "target" else self.source_head, data.x, data.y)
 
     # -- internals --------------------------------------------------------------------------------
     def _scales(self, b_s: int, b_t: int) -> tuple[float, float]:

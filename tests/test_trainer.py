@@ -111,3 +111,48 @@ def test_divergence_names_epoch_and_quantity():
     tgt = Labeled(torch.randn(6, 4, generator=g) * 100, torch.randint(0, 3, (6,), generator=g))
     with pytest.raises(FloatingPointError, match=r"epoch \d+: (loss_source|loss_target|alpha_mean)"):
         tr.fit(src, tgt, seed=0, epochs=20)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _data(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    src = Labeled(torch.randn(20, 4, generator=g), torch.randint(0, 3, (20,), generator=g))
+    tgt = Labeled(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g))
+    return src, tgt
+
+
+def test_killed_run_resumes_to_identical_alpha_and_accuracy(tmp_path):
+    """A failure injected after epoch 2 of 5, then a re-run, ends exactly like an uninterrupted run."""
+    src, tgt = _data()
+    cfg = dict(lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3)
+    full = _trainer(True, **cfg)
+    full.fit(src, tgt, seed=0, epochs=5)
+
+    ck = tmp_path / "run.ckpt"
+
+    def die(tr, stats):
+        if stats.epoch == 2:
+            raise _Killed
+
+    first = _trainer(True, **cfg)
+    with pytest.raises(_Killed):
+        first.fit(src, tgt, seed=0, epochs=5, checkpoint=ck, on_epoch=die)
+    assert ck.exists()
+    resumed = _trainer(True, **cfg)
+    hist = resumed.fit(src, tgt, seed=0, epochs=5, checkpoint=ck)
+    assert [h.epoch for h in hist] == [3, 4, 5]
+    assert torch.equal(resumed.alpha, full.alpha)
+    assert resumed.accuracy(tgt) == full.accuracy(tgt)
+    for a, b in zip(resumed.features.parameters(), full.features.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_other_config_is_refused(tmp_path):
+    src, tgt = _data()
+    ck = tmp_path / "run.ckpt"
+    _trainer(True, lr_p=0.1, source_batch=4, target_batch=3).fit(src, tgt, seed=0, epochs=1, checkpoint=ck)
+    with pytest.raises(ValueError, match=r"run.ckpt.*different config.*lr_p"):
+        _trainer(True, lr_p=0.2, source_batch=4, target_batch=3).fit(src, tgt, seed=0, epochs=2, checkpoint=ck)

@@ -1,0 +1,44 @@
+"""Checkpoints: atomic ``torch.save`` of a state dict that carries the config that produced it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from soseleto.io import atomic_path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, config: Any) -> None:
+    """Write ``state`` plus ``config`` to ``path`` atomically (temporary file, then rename)."""
+    with atomic_path(path) as tmp:
+        torch.save({**state, "config": config}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, *, config: Any, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` for the same ``config``.
+
+    Raises ``ValueError`` naming the path and the differing keys when it was written for
+    another config, or when the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated or foreign file: torch raises several types
+        raise ValueError(f"checkpoint {str(path)!r} could not be read: {err}") from err
+    saved = state.get("config")
+    if saved != config:
+        diff = _diff(saved, config)
+        raise ValueError(f"checkpoint {str(path)!r} was written for a different config ({diff}); delete it to start afresh")
+    return state
+
+
+def _diff(a: Any, b: Any, where: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return ", ".join(d for k in keys if (d := _diff(a.get(k), b.get(k), f"{where}{k}.")))
+    return "" if a == b else f"{where.rstrip('.') or 'config'}: {a!r} vs {b!r}"
