@@ -31,3 +31,21 @@ def test_csv_sidecar_records_provenance(tmp_path):
     assert side["config"] == {"k": 3} and side["seed"] == 5
     assert side["soseleto_version"] and side["torch_version"]
     assert pd.read_csv(tmp_path / "t.csv").x.tolist() == [1, 2]
+
+
+def test_sigkill_inside_a_write_leaves_no_complete_looking_file(tmp_path):
+    """A process killed (SIGKILL: no cleanup at all) mid-write leaves only a hidden temp file."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from soseleto.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('seed,acc\\n0,0.')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "table.csv")], timeout=60)
+    assert out.returncode == -9
+    assert not (tmp_path / "table.csv").exists()
+    assert all(p.name.startswith(".table.csv.") for p in tmp_path.iterdir())

@@ -16,7 +16,7 @@ def _trainer(shared: bool, **cfg):
         features, dim = build_features("mlp", (4,), hidden=8)
         src = build_classifier(dim, 3)
         tgt = None if shared else build_classifier(dim, 2)
-    conf = TrainerConfig(shared_classifier=shared, momentum=0.0, **cfg)
+    conf = TrainerConfig(shared_classifier=shared, **{"momentum": 0.0, **cfg})
     return Soseleto(features, src, tgt, n_source=20, n_target=6, cfg=conf)
 
 
@@ -156,3 +156,33 @@ def test_checkpoint_of_other_config_is_refused(tmp_path):
     _trainer(True, lr_p=0.1, source_batch=4, target_batch=3).fit(src, tgt, seed=0, epochs=1, checkpoint=ck)
     with pytest.raises(ValueError, match=r"run.ckpt.*different config.*lr_p"):
         _trainer(True, lr_p=0.2, source_batch=4, target_batch=3).fit(src, tgt, seed=0, epochs=2, checkpoint=ck)
+
+
+def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
+    """A training process that dies by SIGKILL after epoch 3 is re-run and ends bit-identical."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys, torch\n"
+        "sys.path.insert(0, sys.argv[3])\n"
+        "from test_trainer import _trainer, _data\n"
+        "kill_at = int(sys.argv[2])\n"
+        "def die(tr, stats):\n"
+        "    if stats.epoch == kill_at:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "src, tgt = _data()\n"
+        "tr = _trainer(True, lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3, momentum=0.9)\n"
+        "tr.fit(src, tgt, seed=0, epochs=6, checkpoint=sys.argv[1], on_epoch=die)\n"
+        "torch.save(tr.alpha, sys.argv[1] + '.alpha')\n"
+    )
+    tests_dir = str(__import__("pathlib").Path(__file__).parent)
+    ck = str(tmp_path / "run.ckpt")
+    killed = subprocess.run([sys.executable, "-c", code, ck, "3", tests_dir], timeout=120)
+    assert killed.returncode == -9 and not (tmp_path / "run.ckpt.alpha").exists()
+    resumed = subprocess.run([sys.executable, "-c", code, ck, "0", tests_dir], timeout=120)
+    assert resumed.returncode == 0
+    src, tgt = _data()
+    full = _trainer(True, lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3, momentum=0.9)
+    full.fit(src, tgt, seed=0, epochs=6)
+    assert torch.equal(torch.load(ck + ".alpha"), full.alpha)
