@@ -51,8 +51,8 @@ class PeerConfig:
     target_weight: float = 0.5  # joint: w of the target loss (0.5 = both sets weigh the same per step)
     glc_noisy_epochs: int | None = None  # glc stage (i) epochs on the noisy source; None = trainer.epochs
     noise_init_diag: float = 0.9  # noise_layer: initial diagonal of Q (row-softmax of logits)
-    noise_trace: float = 0.01  # noise_layer: weight of the tr(Q) penalty added to the batch loss
-    noise_lr_scale: float = 1.0  # noise_layer: learning rate of Q's logits / trainer.lr_p
+    noise_trace: float = 0.1  # noise_layer: weight of the tr(Q) penalty added to the batch loss
+    noise_lr_scale: float = 10.0  # noise_layer: learning rate of Q's logits / trainer.lr_p
 
     def __post_init__(self) -> None:
         _check("target_weight", 0 <= self.target_weight <= 1, self.target_weight, "in [0, 1]")
