@@ -184,7 +184,10 @@ class _Runner:
         if self.has_checkpoint():
             saved = load_checkpoint(self.checkpoint, config=self.ck_config, map_location=device)
             for key, obj in state.items():
-                obj.copy_(saved[key]) if isinstance(obj, torch.Tensor) else obj.load_state_dict(saved[key])
+                if isinstance(obj, torch.Tensor):
+                    obj.copy_(saved[key])
+                else:
+                    obj.load_state_dict(saved[key])
             epoch = int(saved["epoch"])
             log.info("%s: resumed from %s at epoch %d", name, self.checkpoint, epoch)
         history = []

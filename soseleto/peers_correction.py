@@ -24,6 +24,7 @@ import copy
 import logging
 import math
 import os
+from typing import Callable
 
 import numpy as np
 import torch
@@ -102,42 +103,47 @@ def train_glc(run: _Runner, features, head, source: Labeled, target: Labeled, op
         )
         corruption.copy_(estimate_corruption(predict_proba(f1, h1, target.x), target.y, n_classes))
         log.info("glc: estimated C, mean diagonal %.3f", float(corruption.diagonal().mean()))
-    opt = run.sgd(list(features.parameters()) + list(head.parameters()))
-    union, trusted = _union(source, target)
-
-    def step(x, y, idx, _xt, _yt):
-        features.train(), head.train()
-        # log C per step (K x K, negligible): a resumed run copies the checkpoint's C in after this setup
-        loss = union_loss(head(features(x)), y, trusted[idx], corruption.clamp_min(1e-12).log())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach(), loss.new_tensor(math.nan)
-
-    state = {"features": features, "head": head, "optimizer": opt, "corruption": corruption}
-    history = run.fit(step, state, union, None, name="glc")
+    # log C is taken per step (K x K, negligible): a resumed run copies the checkpoint's C in later
+    history = _train_union(
+        run, features, head, source, target, log_matrix=lambda: corruption.clamp_min(1e-12).log(),
+        state={"corruption": corruption}, name="glc",
+    )
     return PeerResult("glc", None, history, {"corruption": corruption.cpu().numpy()})
 
 
 def train_noise_layer(run: _Runner, features, head, source: Labeled, target: Labeled, options: PeerConfig, *, n_classes: int) -> PeerResult:
     layer = NoiseLayer(n_classes, init_diag=options.noise_init_diag).to(run.device)
-    opt = run.sgd(list(features.parameters()) + list(head.parameters()))
     # Q has its own step and no weight decay: decay on the logits would pull Q towards uniform
-    opt.add_param_group({"params": list(layer.parameters()), "lr": run.cfg.lr_p * options.noise_lr_scale, "weight_decay": 0.0})
+    group = {"params": list(layer.parameters()), "lr": run.cfg.lr_p * options.noise_lr_scale, "weight_decay": 0.0}
+    history = _train_union(
+        run, features, head, source, target, log_matrix=layer.log_matrix,
+        penalty=lambda: options.noise_trace * layer.matrix().trace(), extra_group=group,
+        state={"noise_layer": layer}, name="noise_layer",
+    )
+    return PeerResult("noise_layer", None, history, {"noise_matrix": layer.matrix().detach().cpu().numpy()})
+
+
+def _train_union(
+    run: _Runner, features, head, source: Labeled, target: Labeled, *,
+    log_matrix: Callable[[], torch.Tensor], penalty: Callable[[], torch.Tensor] | None = None,
+    extra_group: dict | None = None, state: dict, name: str,
+) -> list:
+    """Train on source + target with :func:`union_loss` (+ ``penalty()``), ``log_matrix()`` per step."""
+    opt = run.sgd(list(features.parameters()) + list(head.parameters()))
+    if extra_group is not None:
+        opt.add_param_group(extra_group)
     union, trusted = _union(source, target)
 
     def step(x, y, idx, _xt, _yt):
         features.train(), head.train()
-        loss = union_loss(head(features(x)), y, trusted[idx], layer.log_matrix())
-        total = loss + options.noise_trace * layer.matrix().trace()
+        loss = union_loss(head(features(x)), y, trusted[idx], log_matrix())
+        total = loss if penalty is None else loss + penalty()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         return loss.detach(), loss.new_tensor(math.nan)
 
-    state = {"features": features, "head": head, "noise_layer": layer, "optimizer": opt}
-    history = run.fit(step, state, union, None, name="noise_layer")
-    return PeerResult("noise_layer", None, history, {"noise_matrix": layer.matrix().detach().cpu().numpy()})
+    return run.fit(step, {"features": features, "head": head, "optimizer": opt, **state}, union, None, name=name)
 
 
 def _union(source: Labeled, target: Labeled) -> tuple[Labeled, torch.Tensor]:
