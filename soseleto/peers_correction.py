@@ -12,8 +12,9 @@ At test time the network alone is used. They differ in where ``M`` comes from:
   fixed. Batches are drawn from the union, as in Hendrycks et al.'s code, so an epoch of stage
   (iii) is one pass over source + target.
 * Noise layer: ``M = Q`` is learned jointly with the network. Sukhbaatar et al. keep ``Q``
-  stochastic by projecting after each update and push it towards the true (diffuse) noise with a
-  trace penalty, approximated in their code by weight decay; here ``Q = row-softmax(logits)`` is
+  stochastic by projecting after each update and argue for minimising ``tr(Q)`` so that the noise
+  goes into ``Q`` rather than into the network (in practice they regularise ``Q`` by weight
+  decay); here ``Q = row-softmax(logits)`` is
   stochastic by construction, initialised with diagonal ``noise_init_diag``, and ``noise_trace *
   tr(Q)`` is added to every batch loss. Clean samples bypass the layer (``M = I`` for them).
 """
@@ -26,7 +27,6 @@ import math
 import os
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

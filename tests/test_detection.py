@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from soseleto import data
 from soseleto.config import TrainerConfig
