@@ -71,3 +71,48 @@ def figure1(
     fig.suptitle(f"SOSELETO on the synthetic noisy-label problem (panels a-c: seed {seed})")
     fig.tight_layout()
     return fig
+
+
+def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None) -> plt.Figure:
+    """Precision-recall curves of flagging corrupted labels, one panel per noise level.
+
+    Parameters
+    ----------
+    curves
+        :func:`soseleto.detection.pr_curve` outputs stacked, with columns ``method``, ``seed``,
+        ``recall``, ``precision`` and optionally ``noise``. Each method's curve is the mean over
+        seeds of precision interpolated on a common recall grid.
+    points
+        Optional per-run rows of ``label_errors.csv`` (``method``, ``precision``, ``recall``,
+        optionally ``noise``): each method's operating point at its natural threshold, averaged
+        over seeds, drawn as a marker.
+    """
+    curves = curves if "noise" in curves.columns else curves.assign(noise="")
+    levels = list(dict.fromkeys(curves["noise"]))
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.6 * len(levels), 4.2), squeeze=False)
+    grid = np.linspace(0.0, 1.0, 101)
+    for ax, level in zip(axes[0], levels):
+        sub = curves[curves["noise"] == level]
+        for i, (method, by_method) in enumerate(sub.groupby("method", sort=False)):
+            color = f"C{i}"
+            # precision at recall r: best precision reachable at recall >= r (the usual interpolation)
+            interp = [
+                np.interp(grid, g.recall.to_numpy(), np.maximum.accumulate(g.precision.to_numpy()[::-1])[::-1])
+                for _, g in by_method.sort_values("recall", kind="stable").groupby("seed")
+            ]
+            ax.plot(grid, np.mean(interp, axis=0), color=color, label=f"{method} ({len(interp)} seeds)")
+            if points is not None:
+                pts = points if "noise" not in points.columns else points[points["noise"] == level]
+                pts = pts[pts["method"] == method]
+                if len(pts):
+                    ax.plot(pts.recall.mean(), pts.precision.mean(), "o", color=color, mec="k")
+        base = float(sub.precision[sub.recall >= 1.0].min()) if (sub.recall >= 1.0).any() else None
+        if base is not None:
+            ax.axhline(base, color="0.6", lw=0.8, ls=":", label="fraction corrupted")
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall of corrupted labels"), ax.set_ylabel("precision")
+        ax.set_title(f"noise {level}" if level != "" else "label-error detection")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Flagging corrupted labels (dots: natural thresholds)")
+    fig.tight_layout()
+    return fig

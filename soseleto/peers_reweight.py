@@ -1,0 +1,71 @@
+"""Learning to Reweight (Ren et al. 2018, Algorithm 1) on the noisy source with the clean target
+as the meta (validation) set.
+
+Per source batch the paper takes a look-ahead SGD step ``theta(eps) = theta - lr * grad sum_j
+eps_j l_j(theta)`` and sets ``w~_j = max(-d L_clean(theta(eps)) / d eps_j |_{eps=0}, 0)``,
+``w = w~ / sum w~`` (all zero -> all zero). At ``eps = 0`` the chain rule gives
+
+    -d L_clean / d eps_j = lr * grad l_j(theta) . grad L_clean(theta),
+
+the directional derivative of ``l_j`` along the clean gradient over *all* parameters (features
+and classifier). :func:`soseleto.bilevel.losses_and_alignment` returns it for the whole batch in
+one forward-mode pass together with the losses; the positive factor ``lr`` cancels in the
+normalisation, so the look-ahead learning rate is not a hyper-parameter. The parameters then take
+an ordinary optimiser step on ``sum_j w_j l_j``; the clean set moves them only through the weights.
+
+Scores for label-error detection: each source sample's *mean normalised weight*
+``mean over its draws of |b| * w_j`` (``|b|`` the batch size), so 1 is the uniform share, 0 means
+the sample was rejected every time it was drawn; higher = more likely clean.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soseleto.bilevel import losses_and_alignment
+from soseleto.peers import PeerResult, _Runner
+from soseleto.trainer import Labeled
+
+
+def l2rw_weights(
+    features: nn.Module, head: nn.Module, xs: torch.Tensor, ys: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weights of one L2RW step.
+
+    Returns ``losses`` ``(B,)`` attached to the graph (per-sample source cross-entropies),
+    ``weights`` ``(B,)`` detached, non-negative, summing to 1 or all 0, and the detached clean
+    batch-mean loss.
+    """
+    loss_t = F.cross_entropy(head(features(xt)), yt)
+    f_named, h_named = list(features.named_parameters()), list(head.named_parameters())
+    grads = torch.autograd.grad(loss_t, [p for _, p in f_named + h_named])
+    f_tan = {n: g for (n, _), g in zip(f_named, grads[: len(f_named)])}
+    h_tan = {n: g for (n, _), g in zip(h_named, grads[len(f_named) :])}
+    losses, align = losses_and_alignment(features, head, xs, ys, f_tan, h_tan)
+    w = align.clamp_min(0.0)
+    total = w.sum()
+    w = w / torch.where(total > 0, total, torch.ones_like(total))  # no host sync on the all-zero case
+    return losses, w, loss_t.detach()
+
+
+def train_l2rw(run: _Runner, features: nn.Module, head: nn.Module, source: Labeled, target: Labeled) -> PeerResult:
+    opt = run.sgd(list(features.parameters()) + list(head.parameters()))
+    weight_sum = torch.zeros(len(source), dtype=torch.float64, device=run.device)
+    draws = torch.zeros(len(source), dtype=torch.float64, device=run.device)
+
+    def step(xs, ys, idx, xt, yt):
+        features.train(), head.train()
+        losses, w, loss_t = l2rw_weights(features, head, xs, ys, xt, yt)
+        opt.zero_grad(set_to_none=True)
+        (w * losses).sum().backward()
+        opt.step()
+        weight_sum[idx] += len(idx) * w.to(weight_sum.dtype)
+        draws[idx] += 1
+        return losses.detach().mean(), loss_t
+
+    state = {"features": features, "head": head, "optimizer": opt, "weight_sum": weight_sum, "draws": draws}
+    history = run.fit(step, state, source, target, name="l2rw")
+    scores = (weight_sum / draws.clamp_min(1)).cpu().numpy()
+    return PeerResult("l2rw", scores, history, {"draws": draws.cpu().numpy()})
