@@ -15,6 +15,10 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 validate(config, schema="workflow/schemas/config.schema.yaml")
 
 
+# snakemake --report results/report.html: this page, then every output wrapped in report().
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from soseleto import __version__, logs
+from soseleto import fit as fit_module
 
 
 def _synthetic(args: argparse.Namespace) -> int:
@@ -36,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--device", default="auto")
     syn.add_argument("--outdir", default="results/synthetic/cli", help="where alpha.csv/history.csv/metrics.json go")
     syn.set_defaults(func=_synthetic)
+    fit = sub.add_parser("fit", help="SOSELETO on your own source, target and test sets",
+                         description=fit_module.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit_module.add_arguments(fit)
+    fit.set_defaults(func=fit_module.main)
     return parser
 
 

@@ -16,14 +16,18 @@ def _split(spec):
 
 
 def _conda(path):
+    """Packages of a conda file, those of its `pip:` list included (except the project itself)."""
     deps = yaml.safe_load(path.read_text())["dependencies"]
-    return dict(_split(d) for d in deps if isinstance(d, str) and d.split()[0] not in ("python", "pip"))
+    pip = [s for d in deps if isinstance(d, dict) for s in d.get("pip", []) if not s.startswith("-e")]
+    named = [d for d in deps if isinstance(d, str) and d.split()[0] not in ("python", "pip")]
+    return dict(_split(d) for d in named + pip)
 
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] + project["optional-dependencies"]["test"]
+    specs = project["dependencies"] + [s for extra in project["optional-dependencies"].values() for s in extra]
     pip = dict(_split(s) for s in specs)
+    assert len({_split(s) for s in specs}) == len(pip), "an extra pins a package differently"
     assert _conda(REPO / "environment.yml") == pip
 
 

@@ -7,6 +7,11 @@ from soseleto import synthetic as _synthetic
 
 ENV = "../envs/soseleto.yaml"
 
+# GPU convention: every rule that trains declares `resources: gpu=GPU`. It is 1 unless the config
+# pins training to the CPU, so `--resources gpu=1` (workflow/profiles/default) runs training jobs
+# one at a time on one card, and the SLURM profile's executor requests `--gpus=1` for them.
+GPU = 0 if config["device"] == "cpu" else 1
+
 # Beyond the JSON schema: build the typed configs now, so that a bad value (named by its key)
 # stops the run before any job starts.
 _synthetic.config_from_mapping(config["synthetic"])

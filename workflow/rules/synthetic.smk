@@ -16,6 +16,10 @@ rule synthetic_seed:
     benchmark:
         "benchmarks/synthetic/seed{seed}.tsv"
     threads: 1
+    resources:
+        gpu=GPU,
+        runtime=10,
+        mem_mb=2000,
     conda:
         ENV
     script:
@@ -26,9 +30,17 @@ rule synthetic_summary:
     input:
         metrics=expand("results/synthetic/seed{seed}/metrics.json", seed=SYN["seeds"]),
     output:
-        "results/synthetic/summary.csv",
+        report(
+            "results/synthetic/summary.csv",
+            caption="../report/synthetic_summary.rst",
+            category="Section 4.1: synthetic noisy labels",
+            labels={"result": "summary", "kind": "table"},
+        ),
     log:
         "logs/synthetic/summary.log",
+    resources:
+        runtime=5,
+        mem_mb=1000,
     conda:
         ENV
     script:
@@ -40,13 +52,21 @@ rule figure1:
         points=expand("results/synthetic/seed{seed}/alpha.csv", seed=SYN["seeds"]),
         histories=expand("results/synthetic/seed{seed}/history.csv", seed=SYN["seeds"]),
     output:
-        png="results/figures/figure1.png",
+        png=report(
+            "results/figures/figure1.png",
+            caption="../report/figure1.rst",
+            category="Section 4.1: synthetic noisy labels",
+            labels={"result": "Figure 1", "kind": "figure"},
+        ),
         pdf="results/figures/figure1.pdf",
     params:
         seeds=SYN["seeds"],
         threshold=SYN.get("threshold", 0.1),
     log:
         "logs/figures/figure1.log",
+    resources:
+        runtime=5,
+        mem_mb=2000,
     conda:
         ENV
     script:
