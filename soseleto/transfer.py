@@ -278,12 +278,12 @@ def run_and_save(mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, met
         n_target = cfg.appendix_c.n_target
     elif method == "pretrain":
         n_target = None  # one pre-trained network per seed serves every n_target
-    sets = prepare(data_cfg, size=cfg.image_size, target_csv=inputs.get("target"), test_csv=inputs.get("test"),
-                   source_csv=inputs.get("source"))
     trainer = {"target_only": cfg.target_only, "pretrain": cfg.pretrain, "fine_tuning": cfg.finetune,
                "soseleto": cfg.soseleto, "appendix_c": cfg.soseleto, "two_stage": cfg.two_stage}
     if method not in trainer:
         raise ValueError(f"method={method!r} is invalid; choose one of {sorted(trainer)}")
+    sets = prepare(data_cfg, size=cfg.image_size, target_csv=inputs.get("target"), test_csv=inputs.get("test"),
+                   source_csv=inputs.get("source"))
     ck = checkpoint_config(cfg, method, trainer[method], seed=seed, n_target=n_target, data_cfg=data_cfg)
     log.info("%s n_target=%s seed=%d on %s: %s", method, n_target, seed, dev, trainer[method])
     common = {"seed": seed, "device": dev, "checkpoint": outputs["checkpoint"], "ck": ck}
