@@ -66,7 +66,7 @@ def classes_tag(classes) -> str:
 # -- data ----------------------------------------------------------------------------------------
 def source_split(y: torch.Tensor, classes) -> pd.DataFrame:
     """SVHN train indices of ``classes``: columns ``svhn_index``, ``label`` (the original digit)."""
-    idx = torch.nonzero(torch.isin(y, torch.as_tensor(list(classes)))).flatten()
+    idx = _in_classes(y, classes)
     return pd.DataFrame({"svhn_index": idx.numpy(), "label": y[idx].numpy()})
 
 
@@ -85,7 +85,12 @@ def target_split(y: torch.Tensor, classes, n_target: int, *, seed: int) -> pd.Da
 
 def test_split(y: torch.Tensor, classes) -> pd.DataFrame:
     """All MNIST test indices of ``classes``: ``mnist_index``, ``label``, ``target_label``."""
-    return _indexed(y, torch.nonzero(torch.isin(y, torch.as_tensor(list(classes)))).flatten(), list(classes))
+    return _indexed(y, _in_classes(y, classes), list(classes))
+
+
+def _in_classes(y: torch.Tensor, classes) -> torch.Tensor:
+    """Indices ``(M,)`` of the labels in ``classes``, ascending."""
+    return torch.nonzero(torch.isin(y, torch.as_tensor(list(classes)))).flatten()
 
 
 def _indexed(y: torch.Tensor, idx: torch.Tensor, classes: list[int]) -> pd.DataFrame:
@@ -157,9 +162,8 @@ def unlabelled_pool(data_cfg: Mapping[str, Any], sets: TransferSets, classes) ->
     MNIST train indices.
     """
     x, y = D.load_configured(TARGET, "train", data_cfg)
-    keep = torch.isin(y, torch.as_tensor(list(classes)))
-    keep[torch.tensor(sets.target_index)] = False
-    idx = torch.nonzero(keep).flatten()
+    idx = _in_classes(y, classes)
+    idx = idx[~torch.isin(idx, torch.tensor(sets.target_index))]
     xp = D.to_float(_gray(x[idx], sets.size), mean=sets.stats[0], std=sets.stats[1])
     return Labeled(xp, D.remap_labels(y[idx], list(classes))), idx.numpy()
 
@@ -249,15 +253,15 @@ def run_two_stage(cfg: TransferConfig, sets: TransferSets, pool: Labeled, pool_i
     if cfg.two_stage_init == "stage1":
         features, head = f1, h1
     else:
-        features, (head,) = build(cfg, [k_t], seed=seed + 1)
+        features, (head,) = build(cfg, [k_t], seed=seed)
     trainer = Soseleto(features, head, None, n_source=len(pool), n_target=len(sets.target), cfg=cfg.two_stage, device=device)
     hist = trainer.fit(Labeled(pool.x, pseudo), sets.target, seed=seed, checkpoint=checkpoint, checkpoint_config=ck)
     a = trainer.alpha.cpu().numpy()
     right = (pseudo == pool.y).numpy()
     alpha = pd.DataFrame({"mnist_index": pool_index, "pseudo_label": pseudo.numpy(), "true_label": pool.y.numpy(), "alpha": a})
     extra = {"n_pool": len(pool), "pseudo_label_accuracy": pseudo_acc,
-             "mean_alpha_correct_pseudo": float(a[right].mean()) if right.any() else float("nan"),
-             "mean_alpha_wrong_pseudo": float(a[~right].mean()) if (~right).any() else float("nan")}
+             "mean_alpha_correct_pseudo": float(a[right].mean()) if right.any() else None,
+             "mean_alpha_wrong_pseudo": float(a[~right].mean()) if (~right).any() else None}
     return RunResult(trainer.accuracy(sets.test), hist, alpha, extra)
 
 

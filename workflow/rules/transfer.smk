@@ -11,13 +11,6 @@ SPLITS = "results/transfer/splits"
 RUN = "results/transfer/table2/nt{nt}/seed{seed}"
 
 
-def tr_params(*sections):
-    """The part of the transfer section a job uses, so that editing one method's settings reruns
-    only that method's jobs."""
-    common = ("source_classes", "target_classes", "image_size", "model", *sections)
-    return {k: TR[k] for k in common if k in TR}
-
-
 wildcard_constraints:
     nt="[0-9]+",
     seed="[0-9]+",
