@@ -1,6 +1,7 @@
 # soseleto: rebuild the tables and figures of the SOSELETO paper.
 #   snakemake --cores all              (the whole paper; see README.md)
 #   snakemake --cores 2 results/synthetic/summary.csv
+#   snakemake --cores 2 results/tables/table2.md   (Table 2; Appendix C: results/figures/figure3.png)
 import os
 
 from snakemake.utils import min_version, validate
@@ -20,9 +21,12 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/transfer.smk"
 
 
 rule all:
     input:
         rules.synthetic_all.input,
+        rules.transfer_all.input,

@@ -75,6 +75,80 @@ class SyntheticConfig:
         _check("threshold", 0 <= self.threshold, self.threshold, ">= 0")
 
 
+TRANSFER_METHODS = ("target_only", "fine_tuning", "soseleto", "two_stage")
+
+
+@dataclass(frozen=True)
+class AppendixCConfig:
+    """Appendix C / Figures 3-5: SOSELETO from SVHN ``source_classes`` (all ten) to MNIST 5-9."""
+
+    source_classes: tuple[int, ...] = tuple(range(10))
+    n_target: int = 25
+    threshold: float = 0.8  # "good" instances: alpha > threshold (Figure 3, Figure 4 left)
+    bad_quantile: float = 0.1  # "bad" instances of Figure 4 (right): the lowest fraction of class 0 by alpha
+    grid: int = 64  # images per panel of Figure 4
+    lowest: int = 16  # images of Figure 5 (the lowest-alpha instances labelled 0)
+
+    def __post_init__(self) -> None:
+        _freeze_classes(self, "source_classes")
+        _check("n_target", isinstance(self.n_target, int) and self.n_target >= 1, self.n_target, "an integer >= 1")
+        _check("threshold", 0 <= self.threshold, self.threshold, ">= 0")
+        _check("bad_quantile", 0 < self.bad_quantile <= 1, self.bad_quantile, "in (0, 1]")
+        for key in ("grid", "lowest"):
+            _check(key, isinstance(getattr(self, key), int) and getattr(self, key) >= 1, getattr(self, key), "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Section 4.3 / Table 2: SVHN ``source_classes`` -> MNIST ``target_classes`` with LeNet.
+
+    Each method has its own trainer settings: ``soseleto`` (transfer mode, separate heads),
+    ``target_only`` and ``finetune`` (plain SGD on the target set; ``source_batch`` is the batch
+    of target images), ``pretrain`` (plain SGD on the source, the first half of fine-tuning) and
+    ``two_stage`` (noisy-label mode on pseudo-labelled MNIST).
+    """
+
+    n_target: tuple[int, ...] = (20, 25)
+    methods: tuple[str, ...] = TRANSFER_METHODS
+    source_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
+    target_classes: tuple[int, ...] = (5, 6, 7, 8, 9)
+    image_size: int = 28
+    model: str = "lenet"
+    soseleto: TrainerConfig = field(default_factory=lambda: TrainerConfig(shared_classifier=False))
+    target_only: TrainerConfig = field(default_factory=TrainerConfig)
+    pretrain: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: TrainerConfig = field(default_factory=TrainerConfig)
+    two_stage: TrainerConfig = field(default_factory=TrainerConfig)
+    two_stage_init: str = "stage1"  # 'stage1': start from the stage-1 network; 'scratch': fresh weights
+    appendix_c: AppendixCConfig = field(default_factory=AppendixCConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("source_classes", "target_classes"):
+            _freeze_classes(self, key)
+        object.__setattr__(self, "n_target", tuple(self.n_target))
+        object.__setattr__(self, "methods", tuple(self.methods))
+        k = len(self.target_classes)
+        for key, n in [("n_target", n) for n in self.n_target] + [("appendix_c.n_target", self.appendix_c.n_target)]:
+            _check(key, isinstance(n, int) and n >= k and n % k == 0, n,
+                   f"a positive multiple of the {k} target classes (class-balanced target set)")
+        _check("n_target", len(self.n_target) > 0, [], "at least one target size")
+        unknown = sorted(set(self.methods) - set(TRANSFER_METHODS))
+        _check("methods", not unknown and len(self.methods) > 0, list(self.methods), f"a non-empty subset of {TRANSFER_METHODS}")
+        _check("image_size", isinstance(self.image_size, int) and self.image_size >= 8, self.image_size, "an integer >= 8")
+        _check("soseleto.shared_classifier", not self.soseleto.shared_classifier, True,
+               "false (transfer mode: source and target label spaces differ)")
+        _check("two_stage.shared_classifier", self.two_stage.shared_classifier, False,
+               "true (stage 2 is noisy-label mode on pseudo-labelled target data)")
+        _check("two_stage_init", self.two_stage_init in ("stage1", "scratch"), self.two_stage_init, "'stage1' or 'scratch'")
+
+
+def _freeze_classes(obj: Any, key: str) -> None:
+    classes = tuple(getattr(obj, key))
+    ok = len(classes) >= 2 and len(set(classes)) == len(classes) and all(isinstance(c, int) and 0 <= c <= 9 for c in classes)
+    _check(key, ok, list(classes), "at least two distinct digits in 0..9")
+    object.__setattr__(obj, key, classes)
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, recursing into nested dataclass fields.
 
@@ -109,4 +183,9 @@ def _check(key: str, ok: bool, value: Any, expected: str) -> None:
         raise ValueError(f"{key}={value!r} is invalid: expected {expected}")
 
 
-_DATACLASSES = {"TrainerConfig": TrainerConfig, "SyntheticConfig": SyntheticConfig}
+_DATACLASSES = {
+    "TrainerConfig": TrainerConfig,
+    "SyntheticConfig": SyntheticConfig,
+    "TransferConfig": TransferConfig,
+    "AppendixCConfig": AppendixCConfig,
+}

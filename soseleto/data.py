@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -114,6 +115,25 @@ def load(name: str, split: str, *, source: str, data_dir: str | Path = "data", d
     if source == "generated":
         return generated(name, split, generated_size, seed=seed)
     raise ValueError(f"data source={source!r} is invalid; choose 'torchvision' or 'generated'")
+
+
+def load_configured(name: str, split: str, data_cfg: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`load` as configured by the workflow's ``data:`` section (``source``, ``dir``,
+    ``download``, ``generated_train``/``generated_test``)."""
+    return load(
+        name, split, source=data_cfg["source"], data_dir=data_cfg.get("dir", "data"),
+        download=bool(data_cfg.get("download", False)),
+        generated_size=int(data_cfg.get("generated_train" if split == "train" else "generated_test", 2000)),
+    )
+
+
+def manifest(name: str, data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Load (downloading if configured) both splits of ``name``; return their sizes and class counts."""
+    out: dict[str, Any] = {"name": name, "source": data_cfg["source"], "shape": list(_info(name).shape)}
+    for split in _info(name).files:
+        x, y = load_configured(name, split, data_cfg)
+        out[split] = {"n": len(y), "class_counts": torch.bincount(y, minlength=_info(name).n_classes).tolist()}
+    return out
 
 
 def to_float(x: torch.Tensor, *, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:

@@ -114,5 +114,64 @@ def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None) -> 
         ax.set_title(f"noise {level}" if level != "" else "label-error detection")
         ax.legend(fontsize=7, loc="upper right")
     fig.suptitle("Flagging corrupted labels (dots: natural thresholds)")
+
+
+# -- Appendix C: SVHN 0-9 -> MNIST 5-9 ------------------------------------------------------------
+def figure3(per_class: pd.DataFrame, *, threshold: float, title_suffix: str = "") -> plt.Figure:
+    """Figure 3: percentage of source instances with ``alpha > threshold`` per SVHN class.
+
+    ``per_class`` has columns label, percent_good and seed (one row per class and seed); bars are
+    the mean over seeds, error bars the standard deviation when there are several. Classes 0-4 are
+    blue, 5-9 orange, as in the paper.
+    """
+    g = per_class.groupby("label").percent_good
+    mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
+    colors = ["tab:blue" if c <= 4 else "tab:orange" for c in mean.index]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.bar(mean.index.to_numpy(), mean.to_numpy(), yerr=std.to_numpy() if per_class.seed.nunique() > 1 else None,
+           color=colors, capsize=3)
+    ax.set_xticks(mean.index.to_numpy())
+    ax.set_xlabel("SVHN class"), ax.set_ylabel(f"% of instances with $\\alpha$ > {threshold:g}")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Figure 3: good instances per class ({per_class.seed.nunique()} seed(s)){title_suffix}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(ax, images, *, ncols: int = 8) -> None:
+    """Tile uint8 images ``(N, C, H, W)`` into one picture on ``ax`` (empty cells stay white)."""
+    images = np.asarray(images)
+    n, c, h, w = images.shape if len(images) else (0, 1, 1, 1)
+    rows = max(1, int(np.ceil(n / ncols)))
+    canvas = np.full((rows * (h + 2), ncols * (w + 2), 3), 255, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        img = images[i].transpose(1, 2, 0)
+        canvas[r * (h + 2) + 1 : r * (h + 2) + 1 + h, col * (w + 2) + 1 : col * (w + 2) + 1 + w] = img if c == 3 else img.repeat(3, 2)
+    ax.imshow(canvas), ax.set_xticks([]), ax.set_yticks([])
+
+
+def figure4(good, bad, *, threshold: float, bad_quantile: float, title_suffix: str = "") -> plt.Figure:
+    """Figure 4: random "good" (left) and "bad" (right) SVHN instances of class 0, uint8 ``(N, C, H, W)``."""
+    fig, (ax_g, ax_b) = plt.subplots(1, 2, figsize=(10, 5.4))
+    image_grid(ax_g, good), image_grid(ax_b, bad)
+    ax_g.set_title(f"good: random class-0 instances with $\\alpha$ > {threshold:g} ({len(good)} shown)", fontsize=9)
+    ax_b.set_title(f"bad: random among the lowest {100 * bad_quantile:g}% of class 0 by $\\alpha$ ({len(bad)} shown)", fontsize=9)
+    fig.suptitle(f"Figure 4: SVHN instances labelled 0{title_suffix}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def figure5(images, alphas, indices, *, ncols: int = 8, title_suffix: str = "") -> plt.Figure:
+    """Figure 5: the lowest-alpha SVHN instances labelled 0, each titled with its index and alpha."""
+    n = len(images)
+    rows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(rows, ncols, figsize=(1.4 * ncols, 1.6 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, a, i in zip(axes.flat, np.asarray(images), alphas, indices):
+        ax.imshow(img.transpose(1, 2, 0).squeeze(), cmap="gray" if img.shape[0] == 1 else None)
+        ax.set_title(f"#{int(i)}\n$\\alpha$={float(a):.2f}", fontsize=7)
+    fig.suptitle(f"Figure 5: the {n} lowest-$\\alpha$ SVHN instances labelled 0{title_suffix}", fontsize=10)
     fig.tight_layout()
     return fig

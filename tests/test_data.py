@@ -63,3 +63,12 @@ def test_gray_resize_and_float():
     mean, std = data.channel_stats(g)
     f = data.to_float(g, mean=mean, std=std)
     assert abs(float(f.mean())) < 1e-4 and abs(float(f.std()) - 1) < 0.05
+
+
+def test_load_configured_and_manifest_follow_the_data_section():
+    cfg = {"source": "generated", "dir": "unused", "download": False, "generated_train": 120, "generated_test": 30}
+    x, y = data.load_configured("mnist", "test", cfg)
+    assert x.shape == (30, 1, 28, 28) and torch.equal(x, data.generated("mnist", "test", 30, seed=0)[0])
+    m = data.manifest("svhn", cfg)
+    assert m["train"]["n"] == 120 and m["test"]["n"] == 30 and sum(m["train"]["class_counts"]) == 120
+    assert m["shape"] == [3, 32, 32]

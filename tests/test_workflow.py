@@ -31,9 +31,26 @@ def test_dry_run_lists_the_synthetic_dag(tmp_path):
     assert "results/synthetic/seed4/alpha.csv" in text
 
 
+def test_dry_run_lists_the_transfer_dag(tmp_path):
+    out = _snakemake(tmp_path, "-n", "results/tables/table2.md", "results/figures/figure5.png")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    for rule in ("dataset", "transfer_source_split", "transfer_target_split", "transfer_test_split", "transfer_pretrain",
+                 "transfer_target_only", "transfer_fine_tuning", "transfer_soseleto", "transfer_two_stage",
+                 "appendix_c_run", "table2", "appendix_c"):
+        assert f"rule {rule}:" in text, rule
+    for path in ("results/transfer/splits/svhn_train_01234.csv", "results/transfer/splits/svhn_train_0123456789.csv",
+                 "results/transfer/splits/mnist_train_56789_nt25_seed4.csv", "results/transfer/table2/nt20/seed4/two_stage/alpha.csv",
+                 "results/transfer/appendix_c/seed0/alpha.csv"):
+        assert path in text, path
+
+
 @pytest.mark.parametrize(
     "override,needle",
     [
+        ({"transfer": {"n_target": [20, 22]}}, "n_target=22"),  # typed config: not a multiple of 5 classes
+        ({"transfer": {"methods": ["soseleto", "magic"]}}, "magic"),  # schema: unknown method
+        ({"transfer": {"soseleto": {"shared_classifier": True}}}, "shared_classifier"),  # typed config
         ({"synthetic": {"seeds": []}}, "seeds"),  # schema: empty seed list
         ({"synthetic": {"trainer": {"lr_p": -0.1}}}, "lr_p"),  # schema: out of range
         ({"synthetic": {"trainer": {"lr_pp": 0.1}}}, "lr_pp"),  # schema: unknown key
@@ -61,3 +78,26 @@ def test_synthetic_rules_run_end_to_end(tmp_path):
     assert summary[0].startswith("seed,correct_at_0.1,") and len(summary) == 3
     assert (tmp_path / "results/figures/figure1.png").stat().st_size > 10_000
     assert (tmp_path / "logs/synthetic/seed1.log").read_text().count("epoch") >= 1
+
+
+@pytest.mark.slow
+def test_transfer_smoke_dag_runs_end_to_end(tmp_path):
+    """config/smoke.yaml (generated data) through Table 2 and Appendix C, as in CI."""
+    targets = ["results/tables/table2.md", "results/figures/figure3.png", "results/figures/figure4.png",
+               "results/figures/figure5.png"]
+    out = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", *targets,
+         "--configfile", str(REPO / "config/smoke.yaml")],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "results/tables/table2.csv")
+    measured = table[table.source == "measured"]
+    assert len(measured) == 2 * 4 and measured.accuracy_pct.between(0, 100).all()
+    assert "not comparable" in (tmp_path / "results/tables/table2.md").read_text()
+    fig3 = pd.read_csv(tmp_path / "results/tables/figure3.csv")
+    assert sorted(fig3.label) == list(range(10)) and fig3.percent_good.between(0, 100).all()
+    for name in ("figure3", "figure4", "figure5"):
+        assert (tmp_path / f"results/figures/{name}.png").stat().st_size > 10_000

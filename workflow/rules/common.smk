@@ -4,6 +4,7 @@ import sys
 sys.path.insert(0, workflow.basedir)  # the repo's soseleto package, also under --use-conda
 
 from soseleto import synthetic as _synthetic
+from soseleto import transfer as _transfer
 
 ENV = "../envs/soseleto.yaml"
 
@@ -15,3 +16,11 @@ GPU = 0 if config["device"] == "cpu" else 1
 # Beyond the JSON schema: build the typed configs now, so that a bad value (named by its key)
 # stops the run before any job starts.
 _synthetic.config_from_mapping(config["synthetic"])
+TRANSFER_CFG = _transfer.config_from_mapping(config["transfer"])
+
+
+def tr_params(*sections):
+    """The part of the ``transfer:`` section a training job uses, so that editing one method's
+    settings reruns only that method's jobs."""
+    keys = ("source_classes", "target_classes", "image_size", "model", *sections)
+    return {k: config["transfer"][k] for k in keys if k in config["transfer"]}
