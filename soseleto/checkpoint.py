@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,17 @@ def _diff(a: Any, b: Any, where: str = "") -> str:
         keys = sorted(set(a) | set(b))
         return ", ".join(d for k in keys if (d := _diff(a.get(k), b.get(k), f"{where}{k}.")))
     return "" if a == b else f"{where.rstrip('.') or 'config'}: {a!r} vs {b!r}"
+
+
+def resume_path(final: str | os.PathLike) -> str:
+    """Where a training job keeps its resumable state while it runs: beside its declared
+    checkpoint output, but not declared itself, so Snakemake never deletes it when a job fails
+    or is killed (it deletes the outputs of such jobs), and the re-run resumes from it."""
+    return str(final) + ".resume"
+
+
+def publish(resume: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Copy the finished run's state to its declared output, atomically; the resume file stays,
+    so a failure after this point still resumes from the end."""
+    with atomic_path(final) as tmp:
+        shutil.copyfile(resume, tmp)

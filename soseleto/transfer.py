@@ -36,7 +36,7 @@ from torch import nn
 
 from soseleto import data as D
 from soseleto.baselines import train_plain
-from soseleto.checkpoint import load_checkpoint
+from soseleto.checkpoint import load_checkpoint, publish, resume_path
 from soseleto.config import TransferConfig, TrainerConfig, from_dict, to_dict
 from soseleto.devices import resolve_device
 from soseleto.evaluate import accuracy, predict
@@ -266,10 +266,18 @@ def run_two_stage(cfg: TransferConfig, sets: TransferSets, pool: Labeled, pool_i
 
 
 # -- workflow entry point ------------------------------------------------------------------------
+def rule_params(mapping: Mapping[str, Any], *sections: str) -> dict:
+    """The part of the ``transfer:`` section a training job uses (as its Snakemake ``params``),
+    so that editing one method's settings reruns only that method's jobs."""
+    keys = ("source_classes", "target_classes", "image_size", "model", *sections)
+    return {k: mapping[k] for k in keys if k in mapping}
+
+
 def run_and_save(mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, method: str, seed: int, device: str,
                  inputs: Mapping[str, str], outputs: Mapping[str, str], n_target: int | None = None) -> dict:
     """Run one job and write ``outputs['metrics']`` (JSON), ``outputs['checkpoint']`` and, for
-    SOSELETO runs, ``outputs['alpha']`` (CSV).
+    SOSELETO runs, ``outputs['alpha']`` (CSV). While training, the resumable state lives in
+    ``<checkpoint>.resume`` (see :func:`soseleto.checkpoint.resume_path`), so a killed job resumes.
 
     ``method`` is one of ``target_only``, ``pretrain``, ``fine_tuning``, ``soseleto``,
     ``two_stage`` or ``appendix_c``; ``inputs`` holds the index files (``source``, ``target``,
@@ -290,7 +298,8 @@ def run_and_save(mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, met
                    source_csv=inputs.get("source"))
     ck = checkpoint_config(cfg, method, trainer[method], seed=seed, n_target=n_target, data_cfg=data_cfg)
     log.info("%s n_target=%s seed=%d on %s: %s", method, n_target, seed, dev, trainer[method])
-    common = {"seed": seed, "device": dev, "checkpoint": outputs["checkpoint"], "ck": ck}
+    resume = resume_path(outputs["checkpoint"])
+    common = {"seed": seed, "device": dev, "checkpoint": resume, "ck": ck}
     if method == "target_only":
         res = run_target_only(cfg, sets, **common)
     elif method == "pretrain":
@@ -315,5 +324,6 @@ def run_and_save(mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, met
     if res.alpha is not None:
         write_csv(res.alpha, outputs["alpha"], prov=prov)
     write_json(metrics, outputs["metrics"], prov=prov)
+    publish(resume, outputs["checkpoint"])
     log.info("%s n_target=%s seed=%d: accuracy %.4f", method, n_target, seed, res.accuracy)
     return metrics

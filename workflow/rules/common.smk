@@ -18,9 +18,3 @@ GPU = 0 if config["device"] == "cpu" else 1
 _synthetic.config_from_mapping(config["synthetic"])
 TRANSFER_CFG = _transfer.config_from_mapping(config["transfer"])
 
-
-def tr_params(*sections):
-    """The part of the ``transfer:`` section a training job uses, so that editing one method's
-    settings reruns only that method's jobs."""
-    keys = ("source_classes", "target_classes", "image_size", "model", *sections)
-    return {k: config["transfer"][k] for k in keys if k in config["transfer"]}

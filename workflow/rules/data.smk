@@ -11,6 +11,9 @@ rule dataset:
         data=config["data"],
     log:
         "logs/data/{dataset}.log",
+    resources:
+        runtime=60,
+        mem_mb=4000,
     conda:
         ENV
     script:

@@ -27,6 +27,9 @@ rule transfer_source_split:
         data=DATA,
     log:
         "logs/transfer/splits/svhn_train_{classes}.log",
+    resources:
+        runtime=15,
+        mem_mb=4000,
     conda:
         ENV
     script:
@@ -66,7 +69,7 @@ rule transfer_pretrain:
         checkpoint="results/transfer/pretrain/seed{seed}/checkpoint.pt",
     params:
         method="pretrain",
-        transfer=tr_params("pretrain"),
+        transfer=_transfer.rule_params(TR, "pretrain"),
         data=DATA,
         device=config["device"],
     log:
@@ -74,6 +77,10 @@ rule transfer_pretrain:
     benchmark:
         "benchmarks/transfer/pretrain/seed{seed}.tsv"
     threads: 1
+    resources:
+        gpu=GPU,
+        runtime=240,
+        mem_mb=8000,
     conda:
         ENV
     script:
@@ -89,7 +96,7 @@ use rule transfer_pretrain as transfer_target_only with:
         checkpoint=f"{RUN}/target_only/checkpoint.pt",
     params:
         method="target_only",
-        transfer=tr_params("target_only"),
+        transfer=_transfer.rule_params(TR, "target_only"),
         data=DATA,
         device=config["device"],
     log:
@@ -108,7 +115,7 @@ use rule transfer_pretrain as transfer_fine_tuning with:
         checkpoint=f"{RUN}/fine_tuning/checkpoint.pt",
     params:
         method="fine_tuning",
-        transfer=tr_params("pretrain", "finetune"),
+        transfer=_transfer.rule_params(TR, "pretrain", "finetune"),
         data=DATA,
         device=config["device"],
     log:
@@ -128,7 +135,7 @@ use rule transfer_pretrain as transfer_soseleto with:
         alpha=f"{RUN}/soseleto/alpha.csv",
     params:
         method="soseleto",
-        transfer=tr_params("soseleto"),
+        transfer=_transfer.rule_params(TR, "soseleto"),
         data=DATA,
         device=config["device"],
     log:
@@ -148,7 +155,7 @@ use rule transfer_pretrain as transfer_two_stage with:
         alpha=f"{RUN}/two_stage/alpha.csv",
     params:
         method="two_stage",
-        transfer=tr_params("soseleto", "two_stage", "two_stage_init"),
+        transfer=_transfer.rule_params(TR, "soseleto", "two_stage", "two_stage_init"),
         data=DATA,
         device=config["device"],
     log:
@@ -168,7 +175,7 @@ use rule transfer_pretrain as appendix_c_run with:
         alpha="results/transfer/appendix_c/seed{seed}/alpha.csv",
     params:
         method="appendix_c",
-        transfer=tr_params("soseleto", "appendix_c"),
+        transfer=_transfer.rule_params(TR, "soseleto", "appendix_c"),
         data=DATA,
         device=config["device"],
     log:
@@ -182,10 +189,18 @@ rule table2:
     input:
         metrics=expand(f"{RUN}/{{method}}/metrics.json", nt=TRANSFER_CFG.n_target, seed=TR["seeds"], method=TRANSFER_CFG.methods),
     output:
-        csv="results/tables/table2.csv",
+        csv=report(
+            "results/tables/table2.csv",
+            caption="../report/table2.rst",
+            category="Section 4.3: transfer SVHN to MNIST",
+            labels={"result": "Table 2", "kind": "table"},
+        ),
         md="results/tables/table2.md",
     log:
         "logs/tables/table2.log",
+    resources:
+        runtime=5,
+        mem_mb=1000,
     conda:
         ENV
     script:
@@ -200,15 +215,33 @@ rule appendix_c:
     output:
         accuracy="results/tables/appendix_c.csv",
         figure3_data="results/tables/figure3.csv",
-        figure3=multiext("results/figures/figure3", ".png", ".pdf"),
-        figure4=multiext("results/figures/figure4", ".png", ".pdf"),
-        figure5=multiext("results/figures/figure5", ".png", ".pdf"),
+        figure3=report(
+            multiext("results/figures/figure3", ".png", ".pdf"),
+            caption="../report/figure3.rst",
+            category="Appendix C: SVHN 0-9 to MNIST 5-9",
+            labels={"result": "Figure 3", "kind": "figure"},
+        ),
+        figure4=report(
+            multiext("results/figures/figure4", ".png", ".pdf"),
+            caption="../report/figure4.rst",
+            category="Appendix C: SVHN 0-9 to MNIST 5-9",
+            labels={"result": "Figure 4", "kind": "figure"},
+        ),
+        figure5=report(
+            multiext("results/figures/figure5", ".png", ".pdf"),
+            caption="../report/figure5.rst",
+            category="Appendix C: SVHN 0-9 to MNIST 5-9",
+            labels={"result": "Figure 5", "kind": "figure"},
+        ),
     params:
         seeds=AC["seeds"],
         data=DATA,
         appendix_c={k: getattr(TRANSFER_CFG.appendix_c, k) for k in ("threshold", "bad_quantile", "grid", "lowest")},
     log:
         "logs/figures/appendix_c.log",
+    resources:
+        runtime=15,
+        mem_mb=4000,
     conda:
         ENV
     script:
