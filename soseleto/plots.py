@@ -114,6 +114,8 @@ def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None) -> 
         ax.set_title(f"noise {level}" if level != "" else "label-error detection")
         ax.legend(fontsize=7, loc="upper right")
     fig.suptitle("Flagging corrupted labels (dots: natural thresholds)")
+    fig.tight_layout()
+    return fig
 
 
 # -- Appendix C: SVHN 0-9 -> MNIST 5-9 ------------------------------------------------------------
