@@ -1,6 +1,7 @@
 # soseleto: rebuild the tables and figures of the SOSELETO paper.
 #   snakemake --cores all              (the whole paper; see README.md)
 #   snakemake --cores 2 results/synthetic/summary.csv
+#   snakemake --cores 2 results/tables/table1.md --configfile config/smoke.yaml   (Table 1 on generated data)
 import os
 
 from snakemake.utils import min_version, validate
@@ -17,8 +18,10 @@ validate(config, schema="workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/noisy.smk"
 
 
 rule all:
     input:
         rules.synthetic_all.input,
+        rules.noisy_all.input,
