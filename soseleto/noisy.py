@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -30,7 +29,7 @@ from soseleto.checkpoint import load_checkpoint
 from soseleto.config import NoisyConfig, TrainerConfig, from_dict, to_dict
 from soseleto.devices import resolve_device
 from soseleto.evaluate import accuracy
-from soseleto.io import provenance, write_csv, write_json
+from soseleto.io import provenance, save_figure, write_csv, write_json
 from soseleto.models import build_classifier, build_features
 from soseleto.noise import confusion_matrix, corrupt_labels
 from soseleto.rng import seeded
@@ -156,14 +155,16 @@ def build_network(seed: int, n_classes: int = 10) -> tuple[torch.nn.Module, torc
         return features, build_classifier(dim, n_classes)
 
 
-def checkpoint_config(method: str, cfg: TrainerConfig, *, noise: float, seed: int) -> dict:
+def checkpoint_config(method: str, cfg: TrainerConfig, *, noise: float, seed: int,
+                      data_cfg: Mapping[str, Any] | None = None) -> dict:
     """What a run's checkpoint must have been written for to be resumed (or fine-tuned from)."""
-    return {"method": method, "trainer": to_dict(cfg), "noise": noise, "seed": seed}
+    return {"method": method, "trainer": to_dict(cfg), "noise": noise, "seed": seed, "data": dict(data_cfg or {})}
 
 
 def run_method(
     mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, method: str, noise: float, seed: int, device: str,
-    split_csv: str, metrics_json: str, checkpoint: str, alpha_csv: str | None = None, init_checkpoint: str | None = None,
+    split_csv: str, metrics_json: str, checkpoint: str, alpha_csv: str | None = None,
+    init_checkpoint: str | None = None,
 ) -> dict:
     """Train ``method`` for one (noise level, seed); write metrics JSON, checkpoint (and alpha CSV).
 
@@ -177,6 +178,7 @@ def run_method(
     source, target, test = load_sets(data_cfg, split)
     features, head = build_network(seed, cfg.n_classes)
     partial = f"{checkpoint}.partial"
+    ck = lambda m, c: checkpoint_config(m, c, noise=noise, seed=seed, data_cfg=data_cfg)  # noqa: E731
     times: list[float] = [time.perf_counter()]
     tick = lambda *_: times.append(time.perf_counter())  # noqa: E731  one timestamp per epoch
     extra: dict[str, Any] = {}
@@ -187,7 +189,7 @@ def run_method(
         tcfg = cfg.trainer
         trainer = Soseleto(features, head, None, n_source=len(source), n_target=len(target), cfg=tcfg, device=dev)
         history = trainer.fit(source, target, seed=seed, on_epoch=tick, checkpoint=partial,
-                              checkpoint_config=checkpoint_config(method, tcfg, noise=noise, seed=seed))
+                              checkpoint_config=ck(method, tcfg))
         alpha_table = source_alpha_table(split, trainer.alpha.cpu().numpy())
         noisy = alpha_table.noisy.to_numpy()
         extra = {"alpha_mean_clean": float(alpha_table.alpha[~noisy].mean()),
@@ -199,12 +201,12 @@ def run_method(
             if init_checkpoint is None:
                 raise ValueError("finetune needs init_checkpoint (the noisy baseline's checkpoint)")
             state = load_checkpoint(init_checkpoint, map_location="cpu",
-                                    config=checkpoint_config("noisy_baseline", cfg.baseline, noise=noise, seed=seed))
+                                    config=ck("noisy_baseline", cfg.baseline))
             features.load_state_dict(state["features"]), head.load_state_dict(state["head"])
             extra["init_accuracy"] = accuracy(features, head, test.x, test.y)
             train_set = target
         history = train_plain(features, head, train_set, tcfg, seed=seed, device=dev, on_epoch=tick,
-                              checkpoint=partial, checkpoint_config=checkpoint_config(method, tcfg, noise=noise, seed=seed))
+                              checkpoint=partial, checkpoint_config=ck(method, tcfg))
     else:
         raise ValueError(f"method={method!r} is invalid; choose one of {cfg.methods}")
 
@@ -246,9 +248,9 @@ def source_alpha_table(split: pd.DataFrame, alpha: np.ndarray) -> pd.DataFrame:
 
 def write_confusion_figure(confusion_csvs: list[str], noise_levels: list[float], outputs: list[str]) -> None:
     """One heatmap panel per noise level."""
-    from soseleto.io import save_figure
     from soseleto.plots import confusion_heatmaps
 
     fig = confusion_heatmaps({noise_tag(n): read_confusion(p) for n, p in zip(noise_levels, confusion_csvs)})
+    prov = provenance(noise_levels=list(noise_levels), inputs=[str(p) for p in confusion_csvs])
     for out in outputs:
-        save_figure(fig, out, prov=provenance(noise_levels=list(noise_levels), inputs=[str(Path(p)) for p in confusion_csvs]))
+        save_figure(fig, out, prov=prov)

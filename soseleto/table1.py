@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from soseleto.io import atomic_path, provenance, save_figure, write_csv
+from soseleto.io import atomic_path, provenance, save_figure, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def write_table1(metrics_jsons: list[str], out_csv: str, out_md: str) -> pd.Data
     md = render_markdown(summarize(table))
     with atomic_path(out_md) as tmp:
         tmp.write_text(md)
+    write_json(prov, f"{out_md}.provenance.json")
     log.info("table 1:\n%s", md)
     return table
 
