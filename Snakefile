@@ -2,6 +2,7 @@
 #   snakemake --cores all              (the whole paper; see README.md)
 #   snakemake --cores 2 results/synthetic/summary.csv
 #   snakemake --cores 2 results/tables/table2.md   (Table 2; Appendix C: results/figures/figure3.png)
+#   snakemake --cores 2 results/tables/table1.md --configfile config/smoke.yaml   (Table 1 on generated data)
 import os
 
 from snakemake.utils import min_version, validate
@@ -24,9 +25,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/transfer.smk"
+include: "workflow/rules/noisy.smk"
 
 
 rule all:
     input:
         rules.synthetic_all.input,
         rules.transfer_all.input,
+        rules.noisy_all.input,

@@ -147,6 +147,43 @@ def _freeze_classes(obj: Any, key: str) -> None:
     ok = len(classes) >= 2 and len(set(classes)) == len(classes) and all(isinstance(c, int) and 0 <= c <= 9 for c in classes)
     _check(key, ok, list(classes), "at least two distinct digits in 0..9")
     object.__setattr__(obj, key, classes)
+NOISY_METHODS = ("noisy_baseline", "soseleto", "finetune")
+
+
+@dataclass(frozen=True)
+class NoisyConfig:
+    """Section 4.2 / Table 1 / Figure 2: CIFAR-10 with confusion-matrix label noise.
+
+    ``trainer`` is SOSELETO's (noisy-label mode, so ``shared_classifier`` must be true),
+    ``baseline`` the plain training on the noisy source, ``finetune`` the continuation of the
+    baseline on the clean target (``source_batch`` is its batch size there).
+    """
+
+    noise_levels: tuple[float, ...] = (0.3, 0.4, 0.5)
+    matrix_seed: int = 0  # draws the off-diagonals of every confusion matrix
+    split_seed: int = 0  # draws the clean target and the noisy labels
+    n_target: int = 5000  # clean, class-balanced; the rest of the train set is the noisy source
+    n_classes: int = 10
+    methods: tuple[str, ...] = NOISY_METHODS
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    baseline: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_levels", tuple(float(v) for v in self.noise_levels))
+        object.__setattr__(self, "methods", tuple(self.methods))
+        levels, methods = self.noise_levels, self.methods
+        _check("noise_levels", len(levels) >= 1 and all(0 <= v < 1 for v in levels) and len(set(levels)) == len(levels),
+               list(levels), "a non-empty list of distinct values in [0, 1)")
+        _check("methods", len(methods) >= 1 and set(methods) <= set(NOISY_METHODS) and len(set(methods)) == len(methods),
+               list(methods), f"a non-empty list of distinct names from {NOISY_METHODS}")
+        for key in ("matrix_seed", "split_seed"):
+            _check(key, isinstance(getattr(self, key), int) and getattr(self, key) >= 0, getattr(self, key), "an integer >= 0")
+        _check("n_classes", self.n_classes >= 2, self.n_classes, ">= 2")
+        _check("n_target", self.n_target >= self.n_classes and self.n_target % self.n_classes == 0, self.n_target,
+               f"a positive multiple of n_classes={self.n_classes} (the target is class-balanced)")
+        _check("trainer.shared_classifier", self.trainer.shared_classifier, self.trainer.shared_classifier,
+               "true (noisy-label mode: source and target share the classifier)")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "") -> T:
@@ -188,4 +225,5 @@ _DATACLASSES = {
     "SyntheticConfig": SyntheticConfig,
     "TransferConfig": TransferConfig,
     "AppendixCConfig": AppendixCConfig,
+    "NoisyConfig": NoisyConfig,
 }

@@ -177,3 +177,40 @@ def figure5(images, alphas, indices, *, ncols: int = 8, title_suffix: str = "") 
     fig.suptitle(f"Figure 5: the {n} lowest-$\\alpha$ SVHN instances labelled 0{title_suffix}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+NOISE_COLORS = {"0.3": "tab:blue", "0.4": "tab:green", "0.5": "tab:red"}  # as in the paper's Figure 2
+
+
+def confusion_heatmaps(matrices: dict[str, np.ndarray]) -> plt.Figure:
+    """One annotated heatmap per noise level; ``matrices`` maps a noise tag to a ``(K, K)`` matrix
+    whose row ``i`` is the distribution of the noisy label given true label ``i``."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(6.2 * len(matrices), 5.4), squeeze=False)
+    for ax, (tag, m) in zip(axes[0], matrices.items()):
+        sns.heatmap(m, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"size": 6},
+                    square=True, cbar=ax is axes[0, -1])
+        ax.set_xlabel("noisy label"), ax.set_ylabel("true label")
+        ax.set_title(f"noise {tag}: P(noisy label | true label)")
+    fig.tight_layout()
+    return fig
+
+
+def figure2(curves: pd.DataFrame) -> plt.Figure:
+    """Figure 2: effective noise level vs fraction of the source kept when thresholding alpha.
+
+    ``curves`` has columns noise, fraction_kept, effective_noise (one curve per noise level).
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for noise, c in curves.groupby("noise"):
+        tag = f"{noise:g}"
+        ax.plot(c.fraction_kept, c.effective_noise, color=NOISE_COLORS.get(tag), label=f"{100 * noise:g}% noise")
+    ax.axvline(0.5, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("fraction of source kept ($\\alpha$ > threshold)")
+    ax.set_ylabel("effective noise level (wrong labels among kept)")
+    ax.set_xlim(0, 1), ax.set_ylim(0, None)
+    ax.legend()
+    ax.set_title("Noisy CIFAR-10: samples kept by SOSELETO's $\\alpha$")
+    fig.tight_layout()
+    return fig

@@ -45,6 +45,27 @@ def test_dry_run_lists_the_transfer_dag(tmp_path):
         assert path in text, path
 
 
+def test_dry_run_lists_the_table1_dag(tmp_path):
+    out = _snakemake(tmp_path, "-n")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    for rule in ("noisy_split", "noisy_baseline", "noisy_soseleto", "noisy_finetune", "table1", "figure2",
+                 "confusion_figure"):
+        assert f"rule {rule}:" in text
+    for noise in ("0.3", "0.4", "0.5"):
+        for method in ("noisy_baseline", "soseleto", "finetune"):
+            assert f"results/noisy/noise{noise}/{method}/seed2/metrics.json" in text
+    assert "results/tables/table1.md" in text and "results/figures/figure2.png" in text
+
+
+def test_smoke_config_plans_the_table1_dag_without_download(tmp_path):
+    out = _snakemake(tmp_path, "-n", "results/tables/table1.md", "results/figures/figure2.png",
+                     "--configfile", str(REPO / "config/smoke.yaml"))
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert "results/noisy/noise0.5/finetune/seed1/metrics.json" in text and "noise0.4" not in text
+
+
 @pytest.mark.parametrize(
     "override,needle",
     [
@@ -55,6 +76,9 @@ def test_dry_run_lists_the_transfer_dag(tmp_path):
         ({"synthetic": {"trainer": {"lr_p": -0.1}}}, "lr_p"),  # schema: out of range
         ({"synthetic": {"trainer": {"lr_pp": 0.1}}}, "lr_pp"),  # schema: unknown key
         ({"synthetic": {"n_noisy": 600}}, "n_noisy"),  # typed config: n_noisy > n_source
+        ({"noisy": {"noise_levels": [0.3, 1.2]}}, "noise_levels"),  # schema: noise level >= 1
+        ({"noisy": {"methods": ["coteaching"]}}, "methods"),  # schema: unknown method
+        ({"noisy": {"n_target": 5005}}, "n_target"),  # typed config: not class-balanced
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, needle):

@@ -3,6 +3,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the repo's soseleto package, also under --use-conda
 
+from soseleto import noisy as _noisy
 from soseleto import synthetic as _synthetic
 from soseleto import transfer as _transfer
 
@@ -17,4 +18,4 @@ GPU = 0 if config["device"] == "cpu" else 1
 # stops the run before any job starts.
 _synthetic.config_from_mapping(config["synthetic"])
 TRANSFER_CFG = _transfer.config_from_mapping(config["transfer"])
-
+_noisy.config_from_mapping(config["noisy"])
