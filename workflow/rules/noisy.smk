@@ -4,7 +4,7 @@
 NOISY = config["noisy"]
 NOISE_TAGS = [f"{float(v):g}" for v in NOISY["noise_levels"]]
 NOISY_METHODS = NOISY.get("methods", ["noisy_baseline", "soseleto", "finetune"])
-RUN = "results/noisy/noise{noise}/{method}/seed{seed}"
+NOISY_RUN = "results/noisy/noise{noise}/{method}/seed{seed}"
 
 
 rule noisy_split:
@@ -145,7 +145,7 @@ rule noisy_finetune:
 
 rule table1:
     input:
-        metrics=expand(f"{RUN}/metrics.json", noise=NOISE_TAGS, method=NOISY_METHODS, seed=NOISY["seeds"]),
+        metrics=expand(f"{NOISY_RUN}/metrics.json", noise=NOISE_TAGS, method=NOISY_METHODS, seed=NOISY["seeds"]),
     output:
         csv=report(
             "results/tables/table1.csv",
@@ -167,7 +167,7 @@ rule table1:
 
 rule figure2:
     input:
-        alpha=expand(f"{RUN}/alpha.csv", noise=NOISE_TAGS, method="soseleto", seed=NOISY["seeds"]),
+        alpha=expand(f"{NOISY_RUN}/alpha.csv", noise=NOISE_TAGS, method="soseleto", seed=NOISY["seeds"]),
     output:
         csv="results/tables/figure2.csv",
         png=report(
