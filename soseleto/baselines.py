@@ -38,13 +38,13 @@ def train_plain(
     epochs: int | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | None = None,
     checkpoint_config: Any = None,
 ) -> list[EpochStats]:
     """Minibatch SGD on cross-entropy (batch mean), ``epochs`` passes over ``data``, in place.
 
     ``checkpoint`` works as in :meth:`soseleto.trainer.Soseleto.fit`: saved atomically every
-    ``checkpoint_every`` epochs and resumed from when present (same ``checkpoint_config``).
+    ``checkpoint_every`` (default ``cfg.checkpoint_every``) epochs and resumed from when present (same ``checkpoint_config``).
     """
     device = torch.device(device)
     features.to(device), head.to(device)
@@ -79,7 +79,7 @@ def train_plain(
         history.append(stats)
         if epoch % cfg.log_every == 0 or epoch == epochs:
             log.info("epoch %d/%d  loss %.4f", epoch, epochs, stats.loss_source)
-        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+        if checkpoint is not None and (epoch % (checkpoint_every or cfg.checkpoint_every) == 0 or epoch == epochs):
             state = {"features": features.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
             save_checkpoint(state, checkpoint, config=ck_config)
         if on_epoch is not None:

@@ -35,6 +35,7 @@ class TrainerConfig:
     alpha_grad: str = "features"  # 'features': Q^T dLt/dtheta (paper); 'all': also the shared classifier
     shared_classifier: bool = True  # noisy-label mode (phi_t = phi_s); False = transfer mode
     log_every: int = 1  # epochs between log lines
+    checkpoint_every: int = 1  # epochs between checkpoints of a job's resumable state (and at the end)
 
     def __post_init__(self) -> None:
         for key in ("lr_p", "weight_decay"):
@@ -50,7 +51,7 @@ class TrainerConfig:
             self.alpha_init,
             f"in [alpha_min, alpha_max] = [{self.alpha_min}, {self.alpha_max}]",
         )
-        for key in ("source_batch", "target_batch", "epochs", "log_every"):
+        for key in ("source_batch", "target_batch", "epochs", "log_every", "checkpoint_every"):
             _check(key, isinstance(getattr(self, key), int) and getattr(self, key) >= 1, getattr(self, key), "an integer >= 1")
         _check("loss_scale", self.loss_scale in LOSS_SCALES, self.loss_scale, f"one of {LOSS_SCALES}")
         _check("alpha_grad", self.alpha_grad in ALPHA_GRADS, self.alpha_grad, f"one of {ALPHA_GRADS}")

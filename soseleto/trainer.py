@@ -168,7 +168,7 @@ class Soseleto:
         epochs: int | None = None,
         on_epoch: Callable[["Soseleto", EpochStats], None] | None = None,
         checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 1,
+        checkpoint_every: int | None = None,
         checkpoint_config: Any = None,
     ) -> list[EpochStats]:
         """Train for ``epochs`` (default ``cfg.epochs``) passes over the source set.
@@ -176,9 +176,9 @@ class Soseleto:
         Batches are drawn with ``randperm`` from a generator seeded by ``seed`` and the epoch, so
         a run is reproducible and a resumed run draws the same batches as an uninterrupted one.
         ``on_epoch`` is called after every epoch. With ``checkpoint``, the full state is saved
-        there atomically every ``checkpoint_every`` epochs (and at the end), and an existing
-        checkpoint written for the same ``checkpoint_config`` (default: trainer config + seed) is
-        resumed from; ``history`` then holds only the epochs run by this call.
+        there atomically every ``checkpoint_every`` (default ``cfg.checkpoint_every``) epochs and at
+        the end, and an existing checkpoint written for the same ``checkpoint_config`` (default:
+        trainer config + seed) is resumed from; ``history`` then holds only the epochs run by this call.
         """
         if len(source) != self.n_source:
             raise ValueError(f"source has {len(source)} samples but alpha has {self.n_source}")
@@ -211,7 +211,8 @@ class Soseleto:
                     "epoch %d/%d  loss_source %.4f  loss_target %.4f  mean alpha %.3f",
                     self.epoch, epochs, loss_s, loss_t, stats.alpha_mean,
                 )
-            if checkpoint is not None and (self.epoch % checkpoint_every == 0 or self.epoch == epochs):
+            every = checkpoint_every or self.cfg.checkpoint_every
+            if checkpoint is not None and (self.epoch % every == 0 or self.epoch == epochs):
                 save_checkpoint(self.state_dict(), checkpoint, config=ck_config)
             if on_epoch is not None:
                 on_epoch(self, stats)
