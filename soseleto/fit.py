@@ -5,9 +5,12 @@ outputs are written atomically at the end, so a failed run leaves no half-writte
 
 * ``weights.csv`` -- one row per source sample: ``index`` (row in the source set), ``label`` (as
   given there), ``alpha`` (its learned weight) and ``rank`` (1 = lowest alpha = most suspect);
-  ImageFolder sources add the image ``path``;
+  ImageFolder sources add the image ``path``; with the source's true labels (``--true-labels``)
+  also ``true_label`` and ``suspect`` (alpha below ``--flag-threshold``);
 * ``model.pt`` -- features, heads, normalisation and the settings (:func:`load_fitted` rebuilds it);
-* ``metrics.json`` -- accuracies, alpha statistics and the per-epoch history, with provenance.
+* ``metrics.json`` -- accuracies, alpha statistics and the per-epoch history, with provenance;
+  with true labels a ``detection`` block: precision, recall and F1 of flagging the mislabeled
+  source samples at the threshold, AUROC and average precision of the ranking by alpha.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import torch
 
 from soseleto.checkpoint import save_checkpoint
 from soseleto.config import TrainerConfig, to_dict
 from soseleto.data import channel_stats, class_balanced_indices, to_float
+from soseleto.detection import detection_metrics
 from soseleto.devices import resolve_device
 from soseleto.io import provenance, write_csv, write_json
 from soseleto.models import MODELS, build_classifier, build_features
@@ -48,12 +53,16 @@ Each set is one of
 CLASSES keeps only those labels (e.g. 5,6,7,8,9 or 5-9) and numbers them 0, 1, ... in that order.
 
 Writes OUT/weights.csv (index, label, alpha, rank; rank 1 = lowest alpha = most suspect),
-OUT/model.pt and OUT/metrics.json.
+OUT/model.pt and OUT/metrics.json. With --true-labels FILE (the source's true labels: FILE.npy,
+a 1-D integer array, or FILE.npz with an array y; one label per source sample as given, before
+:CLASSES, in its numbering) metrics.json also scores alpha as a detector of the mislabeled
+samples, and weights.csv gets true_label and suspect (alpha < --flag-threshold).
 
 example:
   soseleto fit --mode noisy --source noisy.npz --target clean.npz --test test.npz --out fit/
   soseleto fit --mode transfer --source svhn:train --target mnist:train:5-9 \\
       --target-per-class 10 --test mnist:test:5-9 --gray --size 28 --out svhn2mnist/
+  soseleto fit --mode noisy --source noisy.npz --target clean.npz --true-labels true.npz --out fit/
 """
 
 
@@ -110,8 +119,14 @@ def choose_model(shape: tuple[int, int, int]) -> str:
 
 
 def run(problem: Problem, outdir: str | Path, *, cfg: TrainerConfig, model: str | None = None,
-        seed: int = 0, device: str = "auto") -> dict:
-    """Train SOSELETO on ``problem`` and write ``weights.csv``, ``model.pt``, ``metrics.json`` to ``outdir``."""
+        seed: int = 0, device: str = "auto", true_labels: np.ndarray | None = None,
+        flag_threshold: float = 0.1) -> dict:
+    """Train SOSELETO on ``problem`` and write ``weights.csv``, ``model.pt``, ``metrics.json`` to ``outdir``.
+
+    ``true_labels`` ``(N_s,)``: the true label of each source sample (see :func:`read_true_labels`);
+    when given, alpha is scored as a detector of the mislabeled samples, flagged at
+    ``alpha < flag_threshold``.
+    """
     mode = "noisy" if cfg.shared_classifier else "transfer"
     out = Path(outdir)
     if out.exists() and not out.is_dir():
@@ -154,11 +169,19 @@ def run(problem: Problem, outdir: str | Path, *, cfg: TrainerConfig, model: str 
                   "fraction_below_0.1": float((alpha < 0.1).float().mean())},
         "history": history,
     }
+    weights = weights_table(problem.source, alpha)
+    if true_labels is not None:
+        mislabeled = true_labels != problem.source.original_label.numpy()
+        metrics["detection"] = detection_metrics(alpha.numpy(), mislabeled, threshold=flag_threshold)
+        weights["true_label"], weights["suspect"] = true_labels, weights["alpha"] < flag_threshold
+        d = metrics["detection"]
+        log.info("mislabeled source samples: %d; alpha < %g flags %d: precision %.3f, recall %.3f; AUROC %.3f",
+                 d["n_noisy"], flag_threshold, d["n_flagged"], d["precision"], d["recall"], d["auroc"])
     settings = {"mode": mode, "model": model, "seed": seed, "trainer": to_dict(cfg),
                 "source": problem.source.spec.text, "target": problem.target.spec.text,
                 "test": problem.test.spec.text if problem.test else None}
     prov = provenance(settings, device=str(dev))
-    write_csv(weights_table(problem.source, alpha), out / "weights.csv", prov=prov)
+    write_csv(weights, out / "weights.csv", prov=prov)
     save_checkpoint({
         "features": trainer.features.state_dict(), "source_head": trainer.source_head.state_dict(),
         "target_head": None if trainer.shared else trainer.target_head.state_dict(),
@@ -181,6 +204,28 @@ def weights_table(source: ImageSet, alpha: torch.Tensor) -> pd.DataFrame:
     if source.paths:
         df["path"] = source.paths
     return df
+
+
+def read_true_labels(path: str | os.PathLike, source: ImageSet) -> np.ndarray:
+    """The true label ``(N_s,)`` of each sample of ``source`` from ``path``: ``.npy`` (a 1-D
+    integer array) or ``.npz`` (its array ``y``), one label per sample of the source as given
+    (before ``:CLASSES``), in that set's label numbering. Raises ``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--true-labels {str(path)!r}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        y = loaded["y"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"--true-labels {str(path)!r}: expected a .npy array or an .npz with an array 'y' ({err})") from None
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"--true-labels {str(path)!r}: expected a 1-D integer array, got {y.dtype} of shape {y.shape}")
+    n = source.n_rows if source.n_rows is not None else len(source)
+    if len(y) != n:
+        raise ValueError(f"--true-labels {str(path)!r} has {len(y)} labels but the source {source.spec.text!r} has "
+                         f"{n} samples (one true label per source sample, before :CLASSES)")
+    return y[source.index.numpy()]
 
 
 def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
@@ -224,6 +269,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="download missing torchvision sets into --data-dir (needs internet)")
     p.add_argument("--gray", action="store_true", help="convert RGB images to gray (e.g. SVHN -> MNIST)")
     p.add_argument("--size", type=_size, help="resize every image to HxW (or N for NxN)")
+    p.add_argument("--true-labels", metavar="FILE",
+                   help="the source's true labels (.npy 1-D integer array, or .npz with array y; one per source "
+                        "sample, before :CLASSES): score alpha as a detector of the mislabeled samples")
+    p.add_argument("--flag-threshold", type=float, default=0.1,
+                   help="with --true-labels: flag (suspect) source samples with alpha below this")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -236,7 +286,9 @@ def main(args: argparse.Namespace) -> int:
     problem = prepare(args.source, args.target, args.test, mode=args.mode, data_dir=args.data_dir,
                       download=args.download, gray=args.gray, size=args.size,
                       target_per_class=args.target_per_class, seed=args.seed)
-    metrics = run(problem, args.out, cfg=cfg, model=args.model, seed=args.seed, device=args.device)
+    true_labels = None if args.true_labels is None else read_true_labels(args.true_labels, problem.source)
+    metrics = run(problem, args.out, cfg=cfg, model=args.model, seed=args.seed, device=args.device,
+                  true_labels=true_labels, flag_threshold=args.flag_threshold)
     print(f"test accuracy: {metrics['test_accuracy']}  target accuracy: {metrics['target_accuracy']:.4f}  "
           f"outputs: {args.out}")
     return 0

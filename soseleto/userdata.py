@@ -54,6 +54,7 @@ class ImageSet:
     original_label: torch.Tensor  # (N,) label before renumbering by CLASSES
     class_names: list[str] | None = None  # folder names (ImageFolder only)
     paths: list[str] | None = None  # image file of each sample (ImageFolder only)
+    n_rows: int | None = None  # samples in the file / data set before the class subset
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -113,7 +114,7 @@ def load_set(spec: SetSpec | str, *, data_dir: str | Path = "data", download: bo
         x, y, names, paths = _load_folder(spec, size)
         n_classes = len(names)
     index = torch.arange(len(y))
-    original = y
+    original, n_rows = y, len(y)
     if spec.classes is not None:
         bad = [c for c in spec.classes if c >= n_classes]
         if bad:
@@ -125,7 +126,7 @@ def load_set(spec: SetSpec | str, *, data_dir: str | Path = "data", download: bo
         paths = [paths[i] for i in index.tolist()] if paths else None
     if len(y) == 0:
         raise ValueError(f"{spec.text!r}: the set is empty" + (f" after keeping classes {list(spec.classes)}" if spec.classes else ""))
-    return ImageSet(spec, x, y, n_classes, index, original, names, paths)
+    return ImageSet(spec, x, y, n_classes, index, original, names, paths, n_rows)
 
 
 def harmonise(sets: list[ImageSet], *, gray: bool = False, size: tuple[int, int] | None = None) -> None:

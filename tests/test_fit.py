@@ -158,3 +158,37 @@ def test_image_folder_source_adds_the_path_column(tmp_path):
     assert _fit(sets, tmp_path / "fit", "--epochs", "1") == 0
     w = pd.read_csv(tmp_path / "fit/weights.csv")
     assert list(w.columns) == ["index", "label", "alpha", "rank", "path"] and w["path"][0].endswith("class0/00.png")
+
+
+def test_true_labels_score_alpha_as_a_detector(sets, tmp_path):
+    x, y_true = _images(96, 3, seed=0)  # the source before its labels were rotated
+    true = _write(tmp_path / "true.npz", x, y_true)
+    learn = ("--model", "mlp", "--lr", "0.1", "--lr-alpha", "300", "--epochs", "12")
+    assert _fit(sets, tmp_path / "fit", *learn, "--true-labels", true, "--flag-threshold", "0.2") == 0
+    d = json.loads((tmp_path / "fit/metrics.json").read_text())["detection"]
+    assert d["n_noisy"] == sets["flipped"].sum() == 24 and d["threshold"] == 0.2
+    assert d["auroc"] > 0.9 and d["average_precision"] > 0.5 and 0 <= d["f1"] <= 1
+    w = pd.read_csv(tmp_path / "fit/weights.csv")
+    assert list(w.columns) == ["index", "label", "alpha", "rank", "true_label", "suspect"]
+    assert (w["true_label"] == y_true).all() and (w["suspect"] == (w["alpha"] < 0.2)).all()
+    assert d["n_flagged"] == w["suspect"].sum()
+
+
+def test_true_labels_follow_the_class_subset(sets, tmp_path):
+    np.save(tmp_path / "true.npy", _images(96, 3, seed=0)[1])  # one label per row of the file
+    subset = {k: sets[k] + ":1,2" for k in ("source", "target", "test")}
+    assert _fit(subset, tmp_path / "fit", "--epochs", "1", "--true-labels", str(tmp_path / "true.npy")) == 0
+    w = pd.read_csv(tmp_path / "fit/weights.csv")
+    assert len(w) == 64 and set(w["label"]) == {1, 2}  # the labels as given in the file
+    assert (w["true_label"] == _images(96, 3, seed=0)[1][w["index"]]).all()
+
+
+@pytest.mark.parametrize("labels,needle", [(np.zeros(95, np.int64), "has 95 labels but the source"),
+                                           (np.zeros(96, np.float32), "1-D integer array")])
+def test_bad_true_labels_are_refused_before_training(sets, tmp_path, capsys, labels, needle):
+    np.save(tmp_path / "true.npy", labels)
+    out = tmp_path / "fit"
+    assert _fit(sets, out, "--true-labels", str(tmp_path / "true.npy")) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "true.npy" in err
+    assert "epoch" not in err and not out.exists()  # nothing trained, nothing written
