@@ -3,6 +3,7 @@
 #   snakemake --cores 2 results/synthetic/summary.csv
 #   snakemake --cores 2 results/tables/table2.md   (Table 2; Appendix C: results/figures/figure3.png)
 #   snakemake --cores 2 results/tables/table1.md --configfile config/smoke.yaml   (Table 1 on generated data)
+#   snakemake --cores 2 results/tables/table1_peers.md results/tables/label_errors.md   (peers, label errors)
 import os
 
 from snakemake.utils import min_version, validate
@@ -26,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/noisy.smk"
+include: "workflow/rules/peers.smk"
 
 
 rule all:
@@ -33,3 +35,4 @@ rule all:
         rules.synthetic_all.input,
         rules.transfer_all.input,
         rules.noisy_all.input,
+        rules.peers_all.input,

@@ -148,7 +148,29 @@ def _freeze_classes(obj: Any, key: str) -> None:
     ok = len(classes) >= 2 and len(set(classes)) == len(classes) and all(isinstance(c, int) and 0 <= c <= 9 for c in classes)
     _check(key, ok, list(classes), "at least two distinct digits in 0..9")
     object.__setattr__(obj, key, classes)
-NOISY_METHODS = ("noisy_baseline", "soseleto", "finetune")
+PAPER_METHODS = ("noisy_baseline", "soseleto", "finetune")  # the rows of the paper's Table 1 we run
+PEER_METHODS = ("joint", "l2rw", "glc", "noise_layer")  # beyond the paper: soseleto.peers
+NOISY_METHODS = PAPER_METHODS + PEER_METHODS
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """Options of the peer methods (:mod:`soseleto.peers`); everything else comes from :class:`TrainerConfig`."""
+
+    target_weight: float = 0.5  # joint: w of the target loss (0.5 = both sets weigh the same per step)
+    glc_noisy_epochs: int | None = None  # glc stage (i) epochs on the noisy source; None = trainer.epochs
+    noise_init_diag: float = 0.9  # noise_layer: initial diagonal of Q (row-softmax of logits)
+    noise_trace: float = 0.1  # noise_layer: weight of the tr(Q) penalty added to the batch loss
+    noise_lr_scale: float = 10.0  # noise_layer: learning rate of Q's logits / trainer.lr_p
+
+    def __post_init__(self) -> None:
+        _check("target_weight", 0 <= self.target_weight <= 1, self.target_weight, "in [0, 1]")
+        if self.glc_noisy_epochs is not None:
+            ok = isinstance(self.glc_noisy_epochs, int) and self.glc_noisy_epochs >= 1
+            _check("glc_noisy_epochs", ok, self.glc_noisy_epochs, "an integer >= 1 or null")
+        _check("noise_init_diag", 0 < self.noise_init_diag < 1, self.noise_init_diag, "in (0, 1)")
+        _check("noise_trace", self.noise_trace >= 0, self.noise_trace, ">= 0")
+        _check("noise_lr_scale", self.noise_lr_scale > 0, self.noise_lr_scale, "> 0")
 
 
 @dataclass(frozen=True)
@@ -157,7 +179,9 @@ class NoisyConfig:
 
     ``trainer`` is SOSELETO's (noisy-label mode, so ``shared_classifier`` must be true),
     ``baseline`` the plain training on the noisy source, ``finetune`` the continuation of the
-    baseline on the clean target (``source_batch`` is its batch size there).
+    baseline on the clean target (``source_batch`` is its batch size there). The peer methods
+    train with ``peer_trainer`` (``None``: :attr:`peer_settings`) and ``peers``; cleanlab's
+    out-of-fold probabilities come from ``cleanlab_folds`` networks with the ``baseline`` settings.
     """
 
     noise_levels: tuple[float, ...] = (0.3, 0.4, 0.5)
@@ -165,10 +189,13 @@ class NoisyConfig:
     split_seed: int = 0  # draws the clean target and the noisy labels
     n_target: int = 5000  # clean, class-balanced; the rest of the train set is the noisy source
     n_classes: int = 10
-    methods: tuple[str, ...] = NOISY_METHODS
+    methods: tuple[str, ...] = PAPER_METHODS
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     baseline: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: TrainerConfig = field(default_factory=TrainerConfig)
+    peer_trainer: TrainerConfig | None = None
+    peers: PeerConfig = field(default_factory=PeerConfig)
+    cleanlab_folds: int = 5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_levels", tuple(float(v) for v in self.noise_levels))
@@ -185,6 +212,16 @@ class NoisyConfig:
                f"a positive multiple of n_classes={self.n_classes} (the target is class-balanced)")
         _check("trainer.shared_classifier", self.trainer.shared_classifier, self.trainer.shared_classifier,
                "true (noisy-label mode: source and target share the classifier)")
+        _check("cleanlab_folds", isinstance(self.cleanlab_folds, int) and self.cleanlab_folds >= 2, self.cleanlab_folds,
+               "an integer >= 2")
+
+    @property
+    def peer_settings(self) -> TrainerConfig:
+        """The peers' trainer: ``peer_trainer``, or else the noisy baseline's optimiser, source
+        batch and epochs with SOSELETO's target batch (the same target batches as SOSELETO)."""
+        if self.peer_trainer is not None:
+            return self.peer_trainer
+        return dataclasses.replace(self.baseline, target_batch=self.trainer.target_batch)
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "") -> T:
@@ -200,7 +237,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "") 
     kwargs = {}
     for name, value in data.items():
         ftype = fields[name].type
-        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        ftype = ftype.removesuffix(" | None") if isinstance(ftype, str) else getattr(ftype, "__name__", "")
+        sub = _DATACLASSES.get(ftype)
         if sub is not None and isinstance(value, Mapping):
             kwargs[name] = from_dict(sub, value, where=f"{where}{name}.")
         else:
@@ -227,4 +265,5 @@ _DATACLASSES = {
     "TransferConfig": TransferConfig,
     "AppendixCConfig": AppendixCConfig,
     "NoisyConfig": NoisyConfig,
+    "PeerConfig": PeerConfig,
 }

@@ -6,10 +6,12 @@ resampled from the matrix. Per (noise level, method, seed): one training run of
 
 * ``noisy_baseline``: CIFAR-10 Quick trained on the noisy source as if it were clean;
 * ``soseleto``: Algorithm 1 with the noisy source and the clean target (shared classifier);
-* ``finetune``: the noisy baseline's network, trained further on the clean target.
+* ``finetune``: the noisy baseline's network, trained further on the clean target;
+* beyond the paper, the peer methods of :mod:`soseleto.peers` (``joint``, ``l2rw``, ``glc``,
+  ``noise_layer``) on the same split, seeds and network.
 
 Every run reports its accuracy on the test set. Aggregation (:mod:`soseleto.table1`) builds the
-table and Figure 2.
+tables and Figure 2; :mod:`soseleto.label_errors` scores the detection of the corrupted labels.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 from soseleto import data
 from soseleto.baselines import train_plain
 from soseleto.checkpoint import load_checkpoint, publish, resume_path
-from soseleto.config import NoisyConfig, TrainerConfig, from_dict, to_dict
+from soseleto.config import NOISY_METHODS, PEER_METHODS, NoisyConfig, TrainerConfig, from_dict, to_dict
 from soseleto.devices import resolve_device
 from soseleto.evaluate import accuracy
 from soseleto.io import provenance, save_figure, write_csv, write_json
@@ -43,6 +45,29 @@ DATASET, MODEL = "cifar10", "cifar_quick"
 def config_from_mapping(mapping: Mapping[str, Any]) -> NoisyConfig:
     """The ``noisy:`` section of the workflow config (``seeds`` is the workflow's business)."""
     return from_dict(NoisyConfig, {k: v for k, v in mapping.items() if k != "seeds"}, where="noisy.")
+
+
+# the sections of ``noisy:`` each job reads (the rest of it must not rerun the job when edited)
+_SECTIONS = {"noisy_baseline": ("baseline",), "soseleto": ("trainer",), "finetune": ("finetune", "baseline"),
+             "cleanlab": ("baseline", "cleanlab_folds"), "split": ("matrix_seed", "split_seed", "n_target")}
+
+
+def rule_params(mapping: Mapping[str, Any], method: str) -> dict:
+    """The part of the ``noisy:`` section a job of ``method`` reads (its Snakemake ``params``), so
+    that editing one method's settings (or the list of methods) reruns only the jobs that use them.
+
+    The peers read ``peer_trainer`` and ``peers`` (and ``baseline``/``trainer`` while
+    ``peer_trainer`` is unset, see :attr:`NoisyConfig.peer_settings`); ``cleanlab`` reads
+    ``baseline`` and ``cleanlab_folds``; ``split`` (the data split of a noise level) the seeds and
+    ``n_target``.
+    """
+    if method in PEER_METHODS:
+        own = ("peer_trainer", "peers") if mapping.get("peer_trainer") is not None else ("baseline", "trainer", "peers")
+    elif method in _SECTIONS:
+        own = _SECTIONS[method]
+    else:
+        raise ValueError(f"method={method!r} is invalid; choose one of {(*NOISY_METHODS, *_SECTIONS)}")
+    return {k: mapping[k] for k in ("n_classes", *own) if k in mapping}
 
 
 def noise_tag(noise: float) -> str:
@@ -97,7 +122,7 @@ def write_split(mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, nois
         "matrix_seed": cfg.matrix_seed,
         "split_seed": cfg.split_seed,
     }
-    prov = provenance({"noisy": to_dict(cfg), "data": dict(data_cfg)}, noise=noise)
+    prov = provenance({"noisy": dict(mapping), "data": dict(data_cfg)}, noise=noise)
     frame = pd.DataFrame(matrix, columns=[str(j) for j in range(cfg.n_classes)])
     frame.insert(0, "true_label", np.arange(cfg.n_classes))
     write_csv(frame, confusion_csv, prov=prov)
@@ -149,9 +174,11 @@ def checkpoint_config(method: str, cfg: TrainerConfig, *, noise: float, seed: in
 def run_method(
     mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, method: str, noise: float, seed: int, device: str,
     split_csv: str, metrics_json: str, checkpoint: str, alpha_csv: str | None = None,
-    init_checkpoint: str | None = None,
+    scores_csv: str | None = None, init_checkpoint: str | None = None,
 ) -> dict:
-    """Train ``method`` for one (noise level, seed); write metrics JSON, checkpoint (and alpha CSV).
+    """Train ``method`` for one (noise level, seed); write metrics JSON, checkpoint, and the
+    per-sample table of the source (``alpha_csv`` for ``soseleto``, ``scores_csv`` for ``l2rw``:
+    index, label, true_label, noisy, alpha or score).
 
     The resumable state lives in ``<checkpoint>.resume`` while training
     (:func:`soseleto.checkpoint.resume_path`), so a killed job resumes from there; it is published
@@ -176,10 +203,8 @@ def run_method(
         trainer = Soseleto(features, head, None, n_source=len(source), n_target=len(target), cfg=tcfg, device=dev)
         history = trainer.fit(source, target, seed=seed, on_epoch=tick, checkpoint=partial,
                               checkpoint_config=ck(method, tcfg))
-        alpha_table = source_alpha_table(split, trainer.alpha.cpu().numpy())
-        noisy = alpha_table.noisy.to_numpy()
-        extra = {"alpha_mean_clean": float(alpha_table.alpha[~noisy].mean()),
-                 "alpha_mean_noisy": float(alpha_table.alpha[noisy].mean()) if noisy.any() else float("nan")}
+        table = source_alpha_table(split, trainer.alpha.cpu().numpy())
+        extra = _mean_by_truth(table, "alpha")
     elif method in ("noisy_baseline", "finetune"):
         tcfg = cfg.baseline if method == "noisy_baseline" else cfg.finetune
         train_set = source
@@ -193,8 +218,23 @@ def run_method(
             train_set = target
         history = train_plain(features, head, train_set, tcfg, seed=seed, device=dev, on_epoch=tick,
                               checkpoint=partial, checkpoint_config=ck(method, tcfg))
+    elif method in PEER_METHODS:
+        from soseleto.peers import train_peer
+
+        tcfg = cfg.peer_settings
+        result = train_peer(method, features, head, source, target, tcfg, cfg.peers, seed=seed, device=dev,
+                            on_epoch=tick, checkpoint=partial,
+                            checkpoint_config={**ck(method, tcfg), "peer": to_dict(cfg.peers)})
+        history = result.history
+        if result.scores is not None:
+            table = source_alpha_table(split, result.scores, column="score")
+            if "draws" in result.extra:
+                table["draws"] = result.extra["draws"].astype(int)
+            extra = _mean_by_truth(table, "score")
+        # K x K matrices (GLC's estimated C, the learned Q); per-sample arrays went to the table
+        extra.update({k: v.tolist() for k, v in result.extra.items() if k != "draws"})
     else:
-        raise ValueError(f"method={method!r} is invalid; choose one of {cfg.methods}")
+        raise ValueError(f"method={method!r} is invalid; choose one of {NOISY_METHODS}")
 
     per_epoch = np.diff(times)
     metrics = {
@@ -209,12 +249,14 @@ def run_method(
                      "alpha_mean": h.alpha_mean} for h in history],
         **extra,
     }
-    prov = provenance({"noisy": to_dict(cfg), "data": dict(data_cfg)}, method=method, noise=noise, seed=seed,
-                      device=str(dev))
-    if alpha_csv is not None:
-        if method != "soseleto":
-            raise ValueError(f"alpha_csv is only written by soseleto, not {method!r}")
-        write_csv(alpha_table, alpha_csv, prov=prov)
+    prov = provenance({"noisy": dict(mapping), "data": dict(data_cfg)}, method=method, noise=noise, seed=seed,
+                      device=str(dev), trainer=to_dict(tcfg),
+                      **({"peers": to_dict(cfg.peers)} if method in PEER_METHODS else {}))
+    for path, name, writer in ((alpha_csv, "alpha_csv", "soseleto"), (scores_csv, "scores_csv", "l2rw")):
+        if path is not None:
+            if method != writer:
+                raise ValueError(f"{name} is only written by {writer}, not {method!r}")
+            write_csv(table, path, prov=prov)
     write_json(metrics, metrics_json, prov=prov)
     publish(partial, checkpoint)
     log.info("%s, noise %g, seed %d: test accuracy %.4f (%.1f s/epoch)", method, noise, seed, metrics["accuracy"],
@@ -222,14 +264,22 @@ def run_method(
     return metrics
 
 
-def source_alpha_table(split: pd.DataFrame, alpha: np.ndarray) -> pd.DataFrame:
-    """One row per source sample, in source order: index, label (noisy), true_label, noisy, alpha."""
+def source_alpha_table(split: pd.DataFrame, alpha: np.ndarray, *, column: str = "alpha") -> pd.DataFrame:
+    """One row per source sample, in source order: index, label (noisy), true_label, noisy, and
+    the per-sample ``alpha`` ``(N_s,)`` (or other score) under ``column``."""
     src = split[split.role == "source"]
     if len(src) != len(alpha):
-        raise ValueError(f"{len(alpha)} alphas for {len(src)} source samples")
+        raise ValueError(f"{len(alpha)} values of {column!r} for {len(src)} source samples")
     return pd.DataFrame({"index": src["index"].to_numpy(), "label": src.label.to_numpy(),
                          "true_label": src.true_label.to_numpy(), "noisy": src.noisy.to_numpy(dtype=bool),
-                         "alpha": np.asarray(alpha, dtype=float)})
+                         column: np.asarray(alpha, dtype=float)})
+
+
+def _mean_by_truth(table: pd.DataFrame, column: str) -> dict[str, float]:
+    """Mean of ``column`` over the clean and over the corrupted source samples."""
+    noisy = table.noisy.to_numpy(dtype=bool)
+    return {f"{column}_mean_clean": float(table[column][~noisy].mean()),
+            f"{column}_mean_noisy": float(table[column][noisy].mean()) if noisy.any() else float("nan")}
 
 
 def write_confusion_figure(confusion_csvs: list[str], noise_levels: list[float], outputs: list[str]) -> None:

@@ -31,37 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from soseleto.checkpoint import load_checkpoint, save_checkpoint
-from soseleto.config import TrainerConfig, _check, to_dict
+from soseleto.config import PEER_METHODS, PeerConfig, TrainerConfig, to_dict
 from soseleto.rng import generator
 from soseleto.trainer import EpochStats, Labeled, _cycle_batches, check_finite
 
 log = logging.getLogger(__name__)
 
-METHODS = ("joint", "l2rw", "glc", "noise_layer")
+METHODS = PEER_METHODS
 
 # step(xs, ys, idx, xt, yt) -> (loss_source, loss_target) detached device scalars; xt is None
 # for the union-set methods.
 Step = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class PeerConfig:
-    """Options of the peer methods; everything else comes from :class:`TrainerConfig`."""
-
-    target_weight: float = 0.5  # joint: w of the target loss (0.5 = both sets weigh the same per step)
-    glc_noisy_epochs: int | None = None  # glc stage (i) epochs on the noisy source; None = trainer.epochs
-    noise_init_diag: float = 0.9  # noise_layer: initial diagonal of Q (row-softmax of logits)
-    noise_trace: float = 0.1  # noise_layer: weight of the tr(Q) penalty added to the batch loss
-    noise_lr_scale: float = 10.0  # noise_layer: learning rate of Q's logits / trainer.lr_p
-
-    def __post_init__(self) -> None:
-        _check("target_weight", 0 <= self.target_weight <= 1, self.target_weight, "in [0, 1]")
-        if self.glc_noisy_epochs is not None:
-            ok = isinstance(self.glc_noisy_epochs, int) and self.glc_noisy_epochs >= 1
-            _check("glc_noisy_epochs", ok, self.glc_noisy_epochs, "an integer >= 1 or null")
-        _check("noise_init_diag", 0 < self.noise_init_diag < 1, self.noise_init_diag, "in (0, 1)")
-        _check("noise_trace", self.noise_trace >= 0, self.noise_trace, ">= 0")
-        _check("noise_lr_scale", self.noise_lr_scale > 0, self.noise_lr_scale, "> 0")
 
 
 @dataclass
@@ -93,7 +73,8 @@ def train_peer(
     epochs: int | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | None = None,
+    checkpoint_config: Any = None,
 ) -> PeerResult:
     """Train ``features`` + ``head`` (logits ``(B, K)``) in place with a peer ``method``.
 
@@ -111,9 +92,12 @@ def train_peer(
     epochs
         Override of ``cfg.epochs`` (for ``glc``: of stage (iii) only).
     checkpoint
-        Saved atomically every ``checkpoint_every`` epochs and at the end, resumed from when it
-        exists and was written for the same method, configs and seed (``glc`` keeps its stage (i)
-        model in ``<checkpoint>.stage1``).
+        Saved atomically every ``checkpoint_every`` (default ``cfg.checkpoint_every``) epochs and
+        at the end, resumed from when it exists and was written for the same method, configs and
+        seed (``glc`` keeps its stage (i) model in ``<checkpoint>.stage1``).
+    checkpoint_config
+        What the checkpoint must have been written for, replacing the default (method, ``cfg``,
+        ``options``, seed); e.g. that plus the noise level and data of a workflow job.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is unknown; choose one of {METHODS}")
@@ -123,8 +107,9 @@ def train_peer(
     n_classes = _n_classes(head, source, target)
     run = _Runner(
         cfg, seed=seed, device=device, epochs=cfg.epochs if epochs is None else epochs, on_epoch=on_epoch,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-        ck_config={"method": method, "trainer": to_dict(cfg), "peer": to_dict(options), "seed": seed},
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every or cfg.checkpoint_every,
+        ck_config=checkpoint_config if checkpoint_config is not None else
+        {"method": method, "trainer": to_dict(cfg), "peer": to_dict(options), "seed": seed},
     )
     if method == "joint":
         return _train_joint(run, features, head, source, target, options)

@@ -1,7 +1,9 @@
 """Table 1 and Figure 2 from the per-run outputs of :mod:`soseleto.noisy`.
 
 ``table1.csv`` is tidy (noise, method, seed, accuracy as a fraction); ``table1.md`` shows the mean
-± sample standard deviation over seeds, in percent, beside the paper's numbers. Figure 2 plots,
+± sample standard deviation over seeds, in percent, beside the paper's numbers.
+``table1_peers.csv``/``.md`` are the same for every method run, the peers of
+:mod:`soseleto.peers` included, side by side (beyond the paper). Figure 2 plots,
 for thresholds t on alpha, the fraction of the source kept (alpha > t) against the fraction of the
 kept samples whose label is wrong.
 """
@@ -32,8 +34,13 @@ LABELS = {
     "soseleto": "SOSELETO",
     "sukhbaatar": "Sukhbaatar et al. (2014), 10K clean",
     "xiao": "Xiao et al. (2015), 10K clean",
+    "joint": "joint training",
+    "l2rw": "Learning to Reweight",
+    "glc": "Gold Loss Correction",
+    "noise_layer": "noise-adaptation layer",
 }
-METHOD_ORDER = ("noisy_baseline", "finetune", "soseleto")
+PAPER_ORDER = ("noisy_baseline", "finetune", "soseleto")  # the rows of table1.md
+METHOD_ORDER = PAPER_ORDER + ("joint", "l2rw", "glc", "noise_layer")
 
 
 def collect(metrics_jsons: list[str]) -> pd.DataFrame:
@@ -52,8 +59,9 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def render_markdown(summary: pd.DataFrame) -> str:
-    """Table 1 as markdown: one row per noise level; ours (mean ± std) beside the paper's numbers."""
-    methods = [m for m in METHOD_ORDER if m in set(summary.method)]
+    """Table 1 as markdown: one row per noise level; ours (mean ± std) beside the paper's numbers
+    (the paper's methods only)."""
+    methods = [m for m in PAPER_ORDER if m in set(summary.method)]
     n_seeds = sorted(set(summary.n))
     head = ["noise"]
     for m in methods:
@@ -83,12 +91,32 @@ def render_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table1(metrics_jsons: list[str], out_csv: str, out_md: str) -> pd.DataFrame:
-    """``table1.csv`` (tidy, fractions) and ``table1.md`` (rendered, percent)."""
+def render_side_by_side(summary: pd.DataFrame) -> str:
+    """Every method run, one column each (mean ± std, percent), one row per noise level."""
+    methods = [m for m in METHOD_ORDER if m in set(summary.method)]
+    head = ["noise"] + [f"{LABELS[m]} (`{m}`)" for m in methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for noise, rows in summary.groupby("noise", sort=True):
+        by_method = rows.set_index("method")
+        cells = [f"{100 * noise:g}%"] + [
+            _mean_std(by_method.loc[m, "mean"], by_method.loc[m, "std"]) if m in by_method.index else "—" for m in methods]
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = "/".join(str(n) for n in sorted(set(summary.n)))
+    lines += [
+        "",
+        f"Test accuracy (%) on the CIFAR-10 test set, mean ± sample std over {seeds} seed(s); every method on "
+        "the same noisy source, clean target, seeds and network. The paper's numbers are in table1.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(metrics_jsons: list[str], out_csv: str, out_md: str, *, side_by_side: bool = False) -> pd.DataFrame:
+    """``table1.csv`` (tidy, fractions) and ``table1.md`` (rendered, percent): beside the paper's
+    numbers, or with ``side_by_side`` every method in its own column (``table1_peers``)."""
     table = collect(metrics_jsons)
     prov = provenance(inputs=[str(p) for p in metrics_jsons])
     write_csv(table, out_csv, prov=prov)
-    md = render_markdown(summarize(table))
+    md = (render_side_by_side if side_by_side else render_markdown)(summarize(table))
     with atomic_path(out_md) as tmp:
         tmp.write_text(md)
     write_json(prov, f"{out_md}.provenance.json")

@@ -50,6 +50,22 @@ def test_mean_curve_interpolates_and_averages_over_seeds():
     assert m.n_seeds.tolist() == [1, 2, 2, 2]
 
 
+def test_side_by_side_table_has_every_method(tmp_path):
+    paths = []
+    for i, (m, a) in enumerate([("soseleto", 0.7), ("l2rw", 0.6), ("noise_layer", 0.5), ("noisy_baseline", 0.4)]):
+        for seed in (0, 1):
+            paths.append(tmp_path / f"{i}{seed}.json")
+            paths[-1].write_text(json.dumps({"noise": 0.3, "method": m, "seed": seed, "accuracy": a + 0.02 * seed}))
+    table = table1.write_table1(paths, tmp_path / "p.csv", tmp_path / "p.md", side_by_side=True)
+    assert table.method.unique().tolist() == ["noisy_baseline", "soseleto", "l2rw", "noise_layer"]
+    head, _, row = (tmp_path / "p.md").read_text().splitlines()[:3]
+    assert "Learning to Reweight (`l2rw`)" in head and "noise-adaptation layer (`noise_layer`)" in head
+    assert row == "| 30% | 41.00 ± 1.41 | 71.00 ± 1.41 | 61.00 ± 1.41 | 51.00 ± 1.41 |"
+    # table1.md keeps to the paper's rows
+    table1.write_table1(paths, tmp_path / "t.csv", tmp_path / "t.md")
+    assert "Reweight" not in (tmp_path / "t.md").read_text()
+
+
 def test_table_mean_and_std_over_seeds(tmp_path):
     rows = [(0.3, "soseleto", 0, 0.70), (0.3, "soseleto", 1, 0.74), (0.3, "noisy_baseline", 0, 0.60),
             (0.3, "noisy_baseline", 1, 0.66), (0.45, "soseleto", 0, 0.5), (0.45, "soseleto", 1, 0.5)]
@@ -81,6 +97,50 @@ def test_config_errors_name_the_key():
         noisy.config_from_mapping({**SMALL, "methods": ["soseleto", "coteaching"]})
     with pytest.raises(ValueError, match=r"noisy\.baseline\.lr_pp"):
         noisy.config_from_mapping({**SMALL, "baseline": {"lr_pp": 1}})
+    with pytest.raises(ValueError, match=r"noisy\.peers\.noise_trace=-1"):
+        noisy.config_from_mapping({**SMALL, "peers": {"noise_trace": -1}})
+    with pytest.raises(ValueError, match=r"noisy\.peer_trainer\.epochs=0"):
+        noisy.config_from_mapping({**SMALL, "peer_trainer": {"epochs": 0}})
+    with pytest.raises(ValueError, match=r"noisy\.cleanlab_folds=1"):
+        noisy.config_from_mapping({**SMALL, "cleanlab_folds": 1})
+
+
+def test_peers_default_to_the_baseline_settings_and_read_only_their_sections():
+    cfg = noisy.config_from_mapping({**SMALL, "methods": ["soseleto", "l2rw"]})
+    assert cfg.peer_settings.epochs == 2 and cfg.peer_settings.source_batch == 50  # the baseline's
+    assert cfg.peer_settings.target_batch == 10  # SOSELETO's target batch
+    own = noisy.config_from_mapping({**SMALL, "peer_trainer": {"epochs": 3}})
+    assert own.peer_settings.epochs == 3 and own.peer_settings.lr_p == 1e-4  # given: used as it is
+    assert set(noisy.rule_params(SMALL, "glc")) == {"baseline", "trainer"}  # no peer_trainer, no peers: defaults
+    assert set(noisy.rule_params({**SMALL, "peer_trainer": {}, "peers": {}}, "l2rw")) == {"peer_trainer", "peers"}
+    assert set(noisy.rule_params(SMALL, "finetune")) == {"finetune", "baseline"}
+    assert set(noisy.rule_params(SMALL, "split")) == {"n_target"}
+    with pytest.raises(ValueError, match="method='mwn'"):
+        noisy.rule_params(SMALL, "mwn")
+
+
+def test_a_peer_method_runs_through_run_method(tmp_path):
+    split = tmp_path / "split.csv"
+    noisy.write_split(SMALL, DATA, noise=0.4, split_csv=split, confusion_csv=tmp_path / "c.csv", info_json=tmp_path / "s.json")
+    peers = {**SMALL, "peer_trainer": {"lr_p": 0.02, "momentum": 0.9, "source_batch": 50, "target_batch": 10, "epochs": 2}}
+    run = tmp_path / "l2rw"
+    metrics = noisy.run_method(noisy.rule_params(peers, "l2rw"), DATA, method="l2rw", noise=0.4, seed=0, device="cpu",
+                               split_csv=split, metrics_json=run / "metrics.json", checkpoint=run / "model.ckpt",
+                               scores_csv=run / "scores.csv")
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert (run / "model.ckpt").exists()
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["provenance"]["trainer"]["target_batch"] == 10 and "peers" in saved["provenance"]
+    scores = pd.read_csv(run / "scores.csv")
+    assert list(scores.columns) == ["index", "label", "true_label", "noisy", "score", "draws"] and len(scores) == 110
+    assert (scores.draws == 2).all() and scores.score.mean() == pytest.approx(1.0, abs=0.2)
+    assert metrics["score_mean_clean"] == pytest.approx(scores.score[~scores.noisy].mean())
+    glc = noisy.run_method(peers, DATA, method="glc", noise=0.4, seed=0, device="cpu", split_csv=split,
+                           metrics_json=tmp_path / "glc.json", checkpoint=tmp_path / "glc.ckpt")
+    np.testing.assert_allclose(np.sum(glc["corruption"], axis=1), 1.0, atol=1e-5)  # GLC's C, row-stochastic
+    with pytest.raises(ValueError, match="scores_csv is only written by l2rw"):
+        noisy.run_method(peers, DATA, method="joint", noise=0.4, seed=0, device="cpu", split_csv=split,
+                         metrics_json=tmp_path / "j.json", checkpoint=tmp_path / "j.ckpt", scores_csv=tmp_path / "j.csv")
 
 
 def test_three_methods_end_to_end_on_generated_data(tmp_path):

@@ -58,6 +58,21 @@ def test_dry_run_lists_the_table1_dag(tmp_path):
     assert "results/tables/table1.md" in text and "results/figures/figure2.png" in text
 
 
+def test_dry_run_lists_the_peer_and_label_error_jobs(tmp_path):
+    out = _snakemake(tmp_path, "-n")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    for rule in ("noisy_peer", "noisy_l2rw", "noisy_cleanlab", "table1_peers", "label_errors"):
+        assert f"rule {rule}:" in text, rule
+    for noise in ("0.3", "0.4", "0.5"):
+        for method in ("joint", "l2rw", "glc", "noise_layer"):
+            assert f"results/noisy/noise{noise}/{method}/seed2/metrics.json" in text
+        assert f"results/noisy/noise{noise}/l2rw/seed2/scores.csv" in text
+        assert f"results/noisy/noise{noise}/cleanlab/seed2/scores.csv" in text
+    for path in ("results/tables/table1_peers.md", "results/tables/label_errors.csv", "results/figures/label_errors_pr.pdf"):
+        assert path in text, path
+
+
 def test_smoke_config_plans_the_table1_dag_without_download(tmp_path):
     out = _snakemake(tmp_path, "-n", "results/tables/table1.md", "results/figures/figure2.png",
                      "--configfile", str(REPO / "config/smoke.yaml"))
@@ -79,6 +94,10 @@ def test_smoke_config_plans_the_table1_dag_without_download(tmp_path):
         ({"noisy": {"noise_levels": [0.3, 1.2]}}, "noise_levels"),  # schema: noise level >= 1
         ({"noisy": {"methods": ["coteaching"]}}, "methods"),  # schema: unknown method
         ({"noisy": {"n_target": 5005}}, "n_target"),  # typed config: not class-balanced
+        ({"noisy": {"peers": {"noise_trace": -1}}}, "noise_trace"),  # schema: out of range
+        ({"noisy": {"peers": {"glc_noisy_epoch": 2}}}, "glc_noisy_epoch"),  # schema: unknown key
+        ({"noisy": {"cleanlab_folds": 1}}, "cleanlab_folds"),  # schema: one fold
+        ({"noisy": {"peer_trainer": {"alpha_min": 0.5, "alpha_max": 0.2}}}, "noisy.peer_trainer.alpha_max"),  # typed
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, needle):

@@ -3,6 +3,8 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the repo's soseleto package, also under --use-conda
 
+from soseleto import config as _config
+from soseleto import label_errors as _label_errors
 from soseleto import noisy as _noisy
 from soseleto import synthetic as _synthetic
 from soseleto import transfer as _transfer

@@ -1,4 +1,4 @@
-"""Snakemake script: one (noise level, method, seed) training run of Table 1."""
+"""Snakemake script: one (noise level, method, seed) training run of Table 1 (or of a peer method)."""
 import sys
 from pathlib import Path
 
@@ -21,5 +21,6 @@ noisy.run_method(
     metrics_json=snakemake.output.metrics,  # noqa: F821
     checkpoint=snakemake.output.checkpoint,  # noqa: F821
     alpha_csv=snakemake.output.get("alpha"),  # noqa: F821
+    scores_csv=snakemake.output.get("scores"),  # noqa: F821
     init_checkpoint=snakemake.input.get("init"),  # noqa: F821
 )
