@@ -174,7 +174,7 @@ def test_three_methods_end_to_end_on_generated_data(tmp_path):
                          init_checkpoint=tmp_path / "noisy_baseline" / "model.ckpt")
 
 
-def test_killed_run_resumes_from_partial_checkpoint(tmp_path):
+def test_killed_run_resumes_from_its_resume_file(tmp_path):
     split = tmp_path / "split.csv"
     noisy.write_split(SMALL, DATA, noise=0.4, split_csv=split, confusion_csv=tmp_path / "c.csv",
                       info_json=tmp_path / "s.json")
@@ -182,7 +182,7 @@ def test_killed_run_resumes_from_partial_checkpoint(tmp_path):
     one = {**SMALL, "baseline": {**SMALL["baseline"], "epochs": 1}}
     noisy.run_method(one, DATA, metrics_json=tmp_path / "a.json", checkpoint=tmp_path / "a.ckpt", **kw)
     full = noisy.run_method(SMALL, DATA, metrics_json=tmp_path / "b.json", checkpoint=tmp_path / "b.ckpt", **kw)
-    # a run "killed" after epoch 1 leaves its resumable state; rerunning finishes epoch 2 only
+    # a run "killed" after epoch 1 leaves its resume file; rerunning finishes epoch 2 only
     state = torch.load(tmp_path / "a.ckpt", weights_only=False)
     state["config"] = noisy.checkpoint_config("noisy_baseline", noisy.config_from_mapping(SMALL).baseline, noise=0.4, seed=0,
                                                 data_cfg=DATA)
