@@ -34,6 +34,7 @@ from soseleto.evaluate import accuracy
 from soseleto.io import provenance, save_figure, write_csv, write_json
 from soseleto.models import build_classifier, build_features
 from soseleto.noise import confusion_matrix, corrupt_labels
+from soseleto.peers import train_peer
 from soseleto.rng import seeded
 from soseleto.trainer import Labeled, Soseleto
 
@@ -186,6 +187,11 @@ def run_method(
     ``init_checkpoint``, the noisy baseline's checkpoint for the same noise level and seed.
     """
     cfg = config_from_mapping(mapping)
+    tables = [(p, name, writer) for p, name, writer in ((alpha_csv, "alpha_csv", "soseleto"), (scores_csv, "scores_csv", "l2rw"))
+              if p is not None]
+    for _, name, writer in tables:
+        if method != writer:
+            raise ValueError(f"{name} is only written by {writer}, not {method!r}")
     dev = resolve_device(device)
     split = pd.read_csv(split_csv)
     source, target, test = load_sets(data_cfg, split)
@@ -219,8 +225,6 @@ def run_method(
         history = train_plain(features, head, train_set, tcfg, seed=seed, device=dev, on_epoch=tick,
                               checkpoint=partial, checkpoint_config=ck(method, tcfg))
     elif method in PEER_METHODS:
-        from soseleto.peers import train_peer
-
         tcfg = cfg.peer_settings
         result = train_peer(method, features, head, source, target, tcfg, cfg.peers, seed=seed, device=dev,
                             on_epoch=tick, checkpoint=partial,
@@ -252,11 +256,8 @@ def run_method(
     prov = provenance({"noisy": dict(mapping), "data": dict(data_cfg)}, method=method, noise=noise, seed=seed,
                       device=str(dev), trainer=to_dict(tcfg),
                       **({"peers": to_dict(cfg.peers)} if method in PEER_METHODS else {}))
-    for path, name, writer in ((alpha_csv, "alpha_csv", "soseleto"), (scores_csv, "scores_csv", "l2rw")):
-        if path is not None:
-            if method != writer:
-                raise ValueError(f"{name} is only written by {writer}, not {method!r}")
-            write_csv(table, path, prov=prov)
+    for path, _, _ in tables:
+        write_csv(table, path, prov=prov)
     write_json(metrics, metrics_json, prov=prov)
     publish(partial, checkpoint)
     log.info("%s, noise %g, seed %d: test accuracy %.4f (%.1f s/epoch)", method, noise, seed, metrics["accuracy"],
