@@ -148,6 +148,8 @@ def _freeze_classes(obj: Any, key: str) -> None:
     ok = len(classes) >= 2 and len(set(classes)) == len(classes) and all(isinstance(c, int) and 0 <= c <= 9 for c in classes)
     _check(key, ok, list(classes), "at least two distinct digits in 0..9")
     object.__setattr__(obj, key, classes)
+
+
 PAPER_METHODS = ("noisy_baseline", "soseleto", "finetune")  # the rows of the paper's Table 1 we run
 PEER_METHODS = ("joint", "l2rw", "glc", "noise_layer")  # beyond the paper: soseleto.peers
 NOISY_METHODS = PAPER_METHODS + PEER_METHODS
