@@ -26,6 +26,12 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from soseleto import bench
+
+    return bench.run_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soseleto", description=__doc__)
     parser.add_argument("--version", action="version", version=f"soseleto {__version__}")
@@ -36,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--device", default="auto")
     syn.add_argument("--outdir", default="results/synthetic/cli", help="where alpha.csv/history.csv/metrics.json go")
     syn.set_defaults(func=_synthetic)
+    from soseleto.bench import build_parser as bench_parser
+
+    bench = sub.add_parser("bench", help="time a SOSELETO step against a plain step (writes a CSV)")
+    bench_parser(bench).set_defaults(func=_bench)
     return parser
 
 
