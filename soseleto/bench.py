@@ -168,7 +168,9 @@ def peak_memory_mb(s: Setting, device: torch.device, kind: str) -> float:
         case.plain = case.plain_opt = None
     for _ in range(2):  # momentum buffers and gradients exist from here on
         fn()
-    return (_storage_bytes(held()) + _added_peak_bytes(fn, device)) / 2**20
+    held_bytes = _storage_bytes(held())
+    rise = [_added_peak_bytes(fn, device) for _ in range(2)][-1]  # the first profile has one-off allocations
+    return (held_bytes + rise) / 2**20
 
 
 def _added_peak_bytes(fn, device: torch.device) -> int:
@@ -188,13 +190,17 @@ def _added_peak_bytes(fn, device: torch.device) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    stack, peak = list(prof.profiler.kineto_results.experimental_event_tree()), 0
+    stack, events = list(prof.profiler.kineto_results.experimental_event_tree()), []
     while stack:
         event = stack.pop()
         stack.extend(event.children)
         if event.tag == _EventType.Allocation:
-            peak = max(peak, event.extra_fields.total_allocated)
-    return peak
+            events.append((event.start_time_ns, event.extra_fields.total_allocated, event.extra_fields.alloc_size))
+    if not events:
+        return 0
+    events.sort()
+    base = events[0][1] - events[0][2]  # the running total carries over from earlier profiles
+    return max(total for _, total, _ in events) - base
 
 
 def _storage_bytes(tensors) -> int:

@@ -148,14 +148,14 @@ class Soseleto:
         theta = list(self.features.parameters())
         phi_t = list(self.target_head.parameters())
         grads = torch.autograd.grad(loss_t, theta + phi_t)
-        g_theta, g_phi_t = grads[: len(theta)], grads[len(theta) :]
+        feature_tangents, g_phi_t = dict(zip(self._feature_names, grads[: len(theta)])), grads[len(theta) :]
+        del grads
 
         # 2.-3. per-sample source losses, d l_j/dtheta . g, and the gradient of the weighted source
         # loss (alpha_b before its update, as in Algorithm 1)
         head_tangents = None
         if self.shared and cfg.alpha_grad == "all":
             head_tangents = dict(zip(self._head_names, g_phi_t))
-        feature_tangents = dict(zip(self._feature_names, g_theta))
         alpha_b = self.alpha[idx]
         self.optimizer.zero_grad(set_to_none=True)
         if self.alignment == "ghost":
@@ -166,6 +166,7 @@ class Soseleto:
             losses, align = losses_and_alignment(
                 self.features, self.source_head, xs, ys, feature_tangents, head_tangents
             )
+            feature_tangents.clear()  # g is not needed any more: free it before backward makes gradients
             ((alpha_b * losses).sum() * c_s).backward()
         loss_s = (alpha_b * losses.detach()).sum() * c_s
 
