@@ -79,13 +79,13 @@ class _State:
     def bias_tangent(self, bias: torch.Tensor | None) -> torch.Tensor | None:
         return None if bias is None else self.tangents.get(id(bias))
 
-    def scaled(self, grad: torch.Tensor) -> torch.Tensor:
-        """``w_j * grad_j`` for a ``(B, ...)`` gradient."""
-        return grad * self.weights.view(-1, *([1] * (grad.dim() - 1)))
+    def scaled(self, t: torch.Tensor) -> torch.Tensor:
+        """``w_j * t_j`` for a ``(B, ...)`` tensor."""
+        return t * self.weights.view(-1, *([1] * (t.dim() - 1)))
 
     def add_alignment(self, grad: torch.Tensor, direction_out: torch.Tensor) -> None:
         """align_j += <delta_j, (d out_j/d params) . G>, both ``(B, ...)``."""
-        self.align += (grad * direction_out).flatten(1).sum(1)
+        self.align += torch.linalg.vecdot(grad.flatten(1), direction_out.flatten(1))
 
 
 class _Ghost(TorchFunctionMode):
@@ -121,9 +121,12 @@ class _Linear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         state = ctx.state
         dx = grad @ weight if ctx.needs_input_grad[0] else None
-        wgrad = state.scaled(grad).flatten(0, -2)  # (B*, out)
-        dw = wgrad.T @ x.flatten(0, -2)
-        db = wgrad.sum(0) if ctx.has_bias else None
+        g2, x2 = grad.flatten(0, -2), x.flatten(0, -2)  # (B*, out), (B*, in)
+        if x2.shape[1] < g2.shape[1]:  # weight whichever factor is smaller
+            dw = g2.T @ state.scaled(x).flatten(0, -2)
+        else:
+            dw = state.scaled(grad).flatten(0, -2).T @ x2
+        db = state.weights @ grad.reshape(len(grad), -1, grad.shape[-1]).sum(1) if ctx.has_bias else None
         tw, tb = state.tangents.get(id(weight)), ctx.bias_tangent
         if tw is not None:
             state.add_alignment(grad, F.linear(x, tw, tb))
@@ -144,13 +147,16 @@ class _Conv2d(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         (stride, padding, dilation, groups), state = ctx.conf, ctx.state
         common = (stride, padding, dilation, False, [0, 0], groups)
-        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
         dx = None
         if ctx.needs_input_grad[0]:
             dx = torch.ops.aten.convolution_backward(grad, x, weight, None, *common, [True, False, False])[0]
-        _, dw, db = torch.ops.aten.convolution_backward(
-            state.scaled(grad), x, weight, bias_sizes, *common, [False, True, ctx.has_bias]
-        )
+        # dW is bilinear in (delta, x): weight whichever is smaller
+        scale_x = x.numel() < grad.numel()
+        dw = torch.ops.aten.convolution_backward(
+            grad if scale_x else state.scaled(grad), state.scaled(x) if scale_x else x, weight, None,
+            *common, [False, True, False],
+        )[1]
+        db = state.weights @ grad.sum((2, 3)) if ctx.has_bias else None  # (C_out,)
         tw, tb = state.tangents.get(id(weight)), ctx.bias_tangent
         if tw is not None:
             state.add_alignment(grad, F.conv2d(x, tw, tb, stride, padding, dilation, groups))
