@@ -6,7 +6,11 @@ and ``g = dL_t/d theta`` is the target gradient. All the dot products ``d l_j/d 
 tangents of the per-sample losses under a forward-mode pass whose parameter tangents are ``g``, so
 a single dual-number forward over the source batch returns them together with the losses
 themselves. The primal half of that pass is an ordinary forward: it builds the autograd graph of the
-source step and updates BatchNorm running statistics exactly once, as a plain step would.
+source step and updates BatchNorm running statistics exactly once, as a plain step would. The
+tangents of convolutions and train-mode BatchNorm are computed outside autograd (the built-in
+formulas would record them in the source step's graph and keep every activation tangent alive), and
+BatchNorm's with a leaner formula; see :class:`_UnrecordedTangents`. For networks without
+cross-sample layers :mod:`soseleto.ghost` gets the same numbers from the backward pass, cheaper.
 
 With BatchNorm in train mode ``l_j`` depends on the whole batch through the batch statistics;
 ``q_j`` is then the gradient of ``l_j`` *as computed in its batch*, which is what both the
@@ -84,18 +88,17 @@ class _UnrecordedTangents(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.conv2d:
             names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-            a = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
-            a.update(zip(names, args))
-            a.update(kwargs)
-            if not isinstance(a["padding"], str):
-                return _Conv2dDual.apply(*(a[n] for n in names))
+            conv_args = bind_args(names, args, kwargs, bias=None, stride=1, padding=0, dilation=1, groups=1)
+            if not isinstance(conv_args[4], str):
+                return _Conv2dDual.apply(*conv_args)
         if func is F.batch_norm:
             names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
-            a = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
-            a.update(zip(names, args))
-            a.update(kwargs)
-            if a["training"] and a["weight"] is not None and a["bias"] is not None and a["input"].dim() == 4:
-                return _BatchNormTrain.apply(*(a[n] for n in names if n != "training"))
+            x, rm, rv, w, b, training, momentum, eps = bind_args(
+                names, args, kwargs, running_mean=None, running_var=None, weight=None, bias=None,
+                training=False, momentum=0.1, eps=1e-5,
+            )
+            if training and w is not None and b is not None and x.dim() == 4:
+                return _BatchNormTrain.apply(x, rm, rv, w, b, momentum, eps)
         return func(*args, **kwargs)
 
 
@@ -106,7 +109,7 @@ class _Conv2dDual(torch.autograd.Function):
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):  # x (B, C, H, W)
         ctx.save_for_backward(x, weight)
         ctx.save_for_forward(x, weight)
-        ctx.conf = (_pair(stride), _pair(padding), _pair(dilation), int(groups))
+        ctx.conf = (pair(stride), pair(padding), pair(dilation), int(groups))
         ctx.has_bias = bias is not None
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
@@ -133,10 +136,6 @@ class _Conv2dDual(torch.autograd.Function):
         elif db is not None:
             out = out + db.view(1, -1, 1, 1)
         return out
-
-
-def _pair(v) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(i) for i in v]
 
 
 class _BatchNormTrain(torch.autograd.Function):
@@ -215,3 +214,16 @@ def updated_alpha(
     ``step * alignment = lr_alpha * lr_p * Q^T dL_t/d theta``.
     """
     return (alpha_b + step * alignment).clamp_(lo, hi)
+
+
+def bind_args(names, args, kwargs, **defaults) -> tuple:
+    """The values of a call's arguments in the order of ``names`` (for torch-function handlers)."""
+    values = dict(defaults)
+    values.update(zip(names, args))
+    values.update(kwargs)
+    return tuple(values[n] for n in names)
+
+
+def pair(v) -> list[int]:
+    """``2`` -> ``[2, 2]``; ``(1, 2)`` -> ``[1, 2]`` (conv stride/padding/dilation)."""
+    return [int(v), int(v)] if isinstance(v, int) else [int(i) for i in v]

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from soseleto.bilevel import bind_args, pair
+
 _PER_SAMPLE = (
     nn.Sequential, nn.Linear, nn.Conv2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU,
     nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Identity,
@@ -98,13 +100,13 @@ class _Ghost(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            return _Linear.apply(*_bind(("input", "weight", "bias"), args, kwargs, bias=None), self.state)
+            return _Linear.apply(*bind_args(("input", "weight", "bias"), args, kwargs, bias=None), self.state)
         if func is F.conv2d:
             names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-            x, w, b, stride, padding, dilation, groups = _bind(
+            x, w, b, stride, padding, dilation, groups = bind_args(
                 names, args, kwargs, bias=None, stride=1, padding=0, dilation=1, groups=1
             )
-            conf = (_pair(stride), _pair(padding), _pair(dilation), int(groups))
+            conf = (pair(stride), pair(padding), pair(dilation), int(groups))
             return _Conv2d.apply(x, w, b, conf, self.state)
         return func(*args, **kwargs)
 
@@ -163,14 +165,3 @@ class _Conv2d(torch.autograd.Function):
         elif tb is not None:
             state.align += grad.sum((2, 3)) @ tb
         return dx, dw, db, None, None
-
-
-def _bind(names, args, kwargs, **defaults):
-    values = dict(defaults)
-    values.update(zip(names, args))
-    values.update(kwargs)
-    return tuple(values[n] for n in names)
-
-
-def _pair(v) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(i) for i in v]
