@@ -10,6 +10,7 @@ import yaml
 
 from soseleto import __version__, logs
 from soseleto import fit as fit_module
+from soseleto.bench import build_parser as bench_parser
 
 
 def _synthetic(args: argparse.Namespace) -> int:
@@ -27,6 +28,12 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from soseleto import bench
+
+    return bench.run_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soseleto", description=__doc__)
     parser.add_argument("--version", action="version", version=f"soseleto {__version__}")
@@ -41,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description=fit_module.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     fit_module.add_arguments(fit)
     fit.set_defaults(func=fit_module.main)
+    bench = sub.add_parser("bench", help="time a SOSELETO step against a plain step (writes a CSV)")
+    bench_parser(bench).set_defaults(func=_bench)
     return parser
 
 

@@ -67,11 +67,28 @@ def bn_convnet_features(in_shape: tuple[int, ...], *, width: int = 16) -> tuple[
     return body, 2 * width
 
 
+def resnet18_features(in_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """torchvision's ResNet-18 up to its global average pool, flattened: ``(B, C, H, W) -> (B, 512)``.
+
+    Everything before ``fc`` is the features; ``fc`` becomes the separate classifier. The stem is
+    the ImageNet one (7x7/2 conv, 3x3/2 max pool), which 32x32 inputs also pass through (to 1x1 at
+    the last stage); a first layer for ``C != 3`` input channels replaces ``conv1``.
+    """
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=10)
+    if in_shape[0] != 3:
+        net.conv1 = nn.Conv2d(in_shape[0], 64, 7, 2, 3, bias=False)
+    net.fc = nn.Identity()
+    return net, 512
+
+
 MODELS: dict[str, Callable[..., tuple[nn.Module, int]]] = {
     "mlp": mlp_features,
     "lenet": lenet_features,
     "cifar_quick": cifar_quick_features,
     "bn_convnet": bn_convnet_features,
+    "resnet18": resnet18_features,
 }
 
 

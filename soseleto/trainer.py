@@ -7,6 +7,10 @@ parameters ``theta_m`` (equation 5's approximation ``dL_t/dtheta(theta_m)``):
 2. one dual-number forward over the source batch with tangent ``g`` -> per-sample losses ``l_j``
    and ``d l_j/dtheta . g`` (see :mod:`soseleto.bilevel`);
 3. backward of ``L_s = c_s * sum_j alpha_j l_j`` -> ``Q alpha_b`` and ``R alpha_b``;
+
+   (for networks whose samples never interact -- no BatchNorm -- steps 2 and 3 are one ordinary
+   forward/backward that also forms the dot products, see :mod:`soseleto.ghost`; same numbers,
+   about one convolution per layer cheaper)
 4. SGD step: ``theta -= lr_p Q alpha_b``, ``phi_s -= lr_p R alpha_b``, ``phi_t -= lr_p dL_t/dphi_t``
    (with ``phi_t = phi_s`` in noisy-label mode the shared classifier receives both);
 5. ``alpha_b <- clip(alpha_b + lr_alpha * lr_p * c_s * (d l_j/dtheta . g))``.
@@ -27,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soseleto import ghost
 from soseleto.bilevel import losses_and_alignment, updated_alpha
 from soseleto.checkpoint import load_checkpoint, save_checkpoint
 from soseleto.config import TrainerConfig, to_dict
@@ -84,6 +89,10 @@ class Soseleto:
         Target set size; only used by ``loss_scale='dataset'``.
     device
         Where parameters, alpha and data live.
+    alignment
+        How ``d l_j/dtheta . g`` is computed: ``"forward"`` (forward mode, any network),
+        ``"ghost"`` (one backward pass, per-sample networks only) or ``"auto"`` (ghost where
+        :func:`soseleto.ghost.supports` holds). Both are exact; ghost is faster.
     """
 
     def __init__(
@@ -96,6 +105,7 @@ class Soseleto:
         cfg: TrainerConfig,
         n_target: int | None = None,
         device: torch.device | str = "cpu",
+        alignment: str = "auto",
     ) -> None:
         if (target_head is None) != cfg.shared_classifier:
             raise ValueError(
@@ -118,6 +128,14 @@ class Soseleto:
         self._feature_names = [n for n, _ in self.features.named_parameters()]
         self._head_names = [n for n, _ in self.target_head.named_parameters()]
         self.epoch = 0
+        if alignment not in ("auto", "forward", "ghost"):
+            raise ValueError(f"alignment={alignment!r}; choose 'auto', 'forward' or 'ghost'")
+        per_sample = ghost.supports(self.features, self.source_head)
+        if alignment == "ghost" and not per_sample:
+            raise ValueError("alignment='ghost' needs a network without cross-sample layers (e.g. BatchNorm)")
+        if alignment == "auto":
+            alignment = "ghost" if per_sample else "forward"
+        self.alignment = alignment
 
     # -- one iteration of Algorithm 1 -------------------------------------------------------------
     def step(self, xs: torch.Tensor, ys: torch.Tensor, idx: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor) -> dict:
@@ -133,21 +151,29 @@ class Soseleto:
         theta = list(self.features.parameters())
         phi_t = list(self.target_head.parameters())
         grads = torch.autograd.grad(loss_t, theta + phi_t)
-        g_theta, g_phi_t = grads[: len(theta)], grads[len(theta) :]
+        feature_tangents, g_phi_t = dict(zip(self._feature_names, grads[: len(theta)])), grads[len(theta) :]
+        del grads
 
-        # 2. per-sample source losses and d l_j/dtheta . g in one forward-mode pass
+        # 2.-3. per-sample source losses, d l_j/dtheta . g, and the gradient of the weighted source
+        # loss (alpha_b before its update, as in Algorithm 1)
         head_tangents = None
         if self.shared and cfg.alpha_grad == "all":
             head_tangents = dict(zip(self._head_names, g_phi_t))
-        losses, align = losses_and_alignment(
-            self.features, self.source_head, xs, ys, dict(zip(self._feature_names, g_theta)), head_tangents
-        )
-
-        # 3.-4. weighted source step (alpha_b before its update, as in Algorithm 1) + phi_t step
         alpha_b = self.alpha[idx]
-        loss_s = (alpha_b * losses).sum() * c_s
         self.optimizer.zero_grad(set_to_none=True)
-        loss_s.backward()
+        if self.alignment == "ghost":
+            losses, align = ghost.weighted_backward_and_alignment(
+                self.features, self.source_head, xs, ys, alpha_b * c_s, feature_tangents, head_tangents
+            )
+        else:
+            losses, align = losses_and_alignment(
+                self.features, self.source_head, xs, ys, feature_tangents, head_tangents
+            )
+            feature_tangents.clear()  # g is not needed any more: free it before backward makes gradients
+            ((alpha_b * losses).sum() * c_s).backward()
+        loss_s = (alpha_b * losses.detach()).sum() * c_s
+
+        # 4. SGD step of theta, phi_s and phi_t
         for p, g in zip(phi_t, g_phi_t):
             p.grad = g if p.grad is None else p.grad.add_(g)
         self.optimizer.step()

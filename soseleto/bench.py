@@ -1,0 +1,288 @@
+"""Cost of one SOSELETO step relative to one plain SGD step on the source batch (issue 6).
+
+``python -m soseleto.bench`` (or ``soseleto bench``) times, in one process and interleaved, a plain
+step (forward, backward and SGD step of the source network on the source batch) and a full
+:meth:`soseleto.trainer.Soseleto.step` (target pass, alpha products, source step, alpha update),
+on random data of each model's shapes, and writes their medians and ratio to a CSV file.
+
+Before timing, each model's alpha update is checked against the slow per-sample reference
+(:func:`soseleto.bilevel.reference_alignment`) in float64 on the first ``CHECK_BATCH`` samples; a
+relative error above ``CHECK_TOL`` stops the benchmark.
+
+Peak memory (MiB) is, for each step type, the bytes of the tensors it holds between steps
+(parameters, their gradients, optimiser state, alpha, its batches) plus the largest rise of live
+tensor bytes during one steady-state step above that level -- what a job needs for that step, the
+same quantity on every device:
+
+* CUDA: the rise is ``max_memory_allocated`` minus ``memory_allocated`` before the step.
+* CPU: the rise is read from ``torch.profiler`` (``profile_memory``): every allocation of torch's
+  CPU allocator is reported with the running total of bytes allocated since profiling started.
+  Process RSS (``getrusage``) is not used: it is monotone over a process's life and counts pages
+  the allocator has freed but not returned, so it mixes the two step types and the warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from soseleto.bilevel import reference_alignment
+from soseleto.config import TrainerConfig
+from soseleto.devices import resolve_device
+from soseleto.io import provenance, write_csv
+from soseleto.models import build_classifier, build_features
+from soseleto.rng import generator, seeded
+from soseleto.trainer import Soseleto
+
+log = logging.getLogger(__name__)
+
+CHECK_BATCH = 8  # source samples in the alpha check (the reference does one backward per sample)
+CHECK_TOL = 1e-6  # max relative error of the alpha change, float64
+LR_P, MOMENTUM = 1e-3, 0.9
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One benchmarked network: input shape (C, H, W), batch sizes in samples, head mode."""
+
+    model: str
+    in_shape: tuple[int, ...]
+    source_batch: int
+    target_batch: int
+    shared: bool  # noisy-label mode (one classifier) or transfer mode (separate target head)
+    n_classes: int = 10
+
+
+SETTINGS = {
+    "lenet": Setting("lenet", (1, 28, 28), 32, 10, shared=False),  # SVHN -> MNIST transfer
+    "cifar_quick": Setting("cifar_quick", (3, 32, 32), 256, 32, shared=True),  # noisy CIFAR-10
+    "resnet18": Setting("resnet18", (3, 32, 32), 128, 32, shared=True),  # BatchNorm network
+}
+
+
+class _Case:
+    """Identical initial networks for the plain and the SOSELETO step, and one batch of each set."""
+
+    def __init__(self, s: Setting, device: torch.device, *, source_batch=None, seed=0):
+        b_s = source_batch or s.source_batch
+        with seeded(seed):
+            features, dim = build_features(s.model, s.in_shape)
+            head = build_classifier(dim, s.n_classes)
+            target_head = None if s.shared else build_classifier(dim, s.n_classes)
+        nets = [m.to(device) for m in (features, head)]
+        self.plain = copy.deepcopy(nets)
+        self.plain_opt = torch.optim.SGD([p for m in self.plain for p in m.parameters()], lr=LR_P, momentum=MOMENTUM)
+        self.nets = (*nets, None if target_head is None else target_head.to(device))
+        g = generator(seed + 1)
+        self.xs = torch.randn(b_s, *s.in_shape, generator=g).to(device)
+        self.ys = torch.randint(0, s.n_classes, (b_s,), generator=g).to(device)
+        self.xt = torch.randn(s.target_batch, *s.in_shape, generator=g).to(device)
+        self.yt = torch.randint(0, s.n_classes, (s.target_batch,), generator=g).to(device)
+        self.n_source = 10 * b_s
+        self.idx = torch.randperm(self.n_source, generator=g)[:b_s].to(device)
+        self.device = device
+
+    def trainer(self, **cfg) -> Soseleto:
+        features, head, target_head = self.nets
+        conf = TrainerConfig(lr_p=LR_P, momentum=MOMENTUM, shared_classifier=target_head is None,
+                             source_batch=len(self.ys), target_batch=len(self.yt), **cfg)
+        return Soseleto(features, head, target_head, n_source=self.n_source, cfg=conf, device=self.device)
+
+    def plain_state(self) -> list[torch.Tensor]:
+        params = [p for m in self.plain for p in m.parameters()]
+        return _with_state(params, self.plain_opt) + [self.xs, self.ys]
+
+    def plain_step(self) -> None:
+        features, head = self.plain
+        self.plain_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(head(features(self.xs)), self.ys).backward()
+        self.plain_opt.step()
+
+
+def alpha_check(s: Setting, device: torch.device) -> float:
+    """Max relative error of one step's alpha change against the per-sample reference (float64)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # alpha too
+    try:
+        return _alpha_check(s, device)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _alpha_check(s: Setting, device: torch.device) -> float:
+    case = _Case(s, device, source_batch=min(CHECK_BATCH, s.source_batch))
+    features, head, target_head = copy.deepcopy(case.nets)
+    tgt = head if target_head is None else target_head
+    loss_t = F.cross_entropy(tgt(features(case.xt)), case.yt)
+    names = [n for n, _ in features.named_parameters()]
+    g = torch.autograd.grad(loss_t, list(features.parameters()))
+    ref = reference_alignment(features, head, case.xs, case.ys, dict(zip(names, g)))  # (B,)
+    # lr_alpha chosen so the largest change is 0.25: no clipping from alpha_init = 0.5
+    scale = LR_P / len(case.ys)
+    lr_alpha = 0.25 / (scale * float(ref.abs().max()))
+    tr = case.trainer(lr_alpha=lr_alpha, alpha_init=0.5)
+    tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)
+    change = tr.alpha[case.idx].double() - 0.5
+    expected = lr_alpha * scale * ref
+    return float((change - expected).abs().max() / expected.abs().max())
+
+
+def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int) -> tuple[float, float, str]:
+    """Median milliseconds of a plain and a SOSELETO step, interleaved; and the alignment method."""
+    case = _Case(s, device)
+    tr = case.trainer()
+    steps = {"plain": case.plain_step, "soseleto": lambda: tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for rep in range(warmup + reps):
+        for name, fn in steps.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if rep >= warmup:
+                times[name].append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times["plain"]), statistics.median(times["soseleto"]), tr.alignment
+
+
+def peak_memory_mb(s: Setting, device: torch.device, kind: str) -> float:
+    """Peak bytes of live tensors during one steady-state step of ``kind`` ('plain' or
+    'soseleto'), in MiB: the tensors that step type holds between steps (parameters, gradients,
+    optimiser state, alpha, its batches) plus the most the step adds on top of them."""
+    case = _Case(s, device)
+    if kind == "plain":
+        fn, held = case.plain_step, case.plain_state
+        case.nets = None
+    else:
+        tr = case.trainer()
+        fn, held = (lambda: tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)), lambda: _trainer_state(tr, case)
+        case.plain = case.plain_opt = None
+    for _ in range(2):  # momentum buffers and gradients exist from here on
+        fn()
+    held_bytes = _storage_bytes(held())
+    rise = [_added_peak_bytes(fn, device) for _ in range(2)][-1]  # the first profile has one-off allocations
+    return (held_bytes + rise) / 2**20
+
+
+def _added_peak_bytes(fn, device: torch.device) -> int:
+    """The most that live tensor bytes rise above their level before ``fn()`` while it runs."""
+    _sync(device)
+    if device.type == "cuda":
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    # CPU: the profiler reports every allocation of torch's CPU allocator with the running total
+    # of bytes allocated since profiling started (RSS would also count freed-but-cached pages and
+    # is monotone over a process's life)
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    stack, events = list(prof.profiler.kineto_results.experimental_event_tree()), []
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation:
+            events.append((event.start_time_ns, event.extra_fields.total_allocated, event.extra_fields.alloc_size))
+    if not events:
+        return 0
+    events.sort()
+    base = events[0][1] - events[0][2]  # the running total carries over from earlier profiles
+    return max(total for _, total, _ in events) - base
+
+
+def _storage_bytes(tensors) -> int:
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
+    return sum(storages.values())
+
+
+def _trainer_state(tr: Soseleto, case: _Case) -> list[torch.Tensor]:
+    params = [p for group in tr.optimizer.param_groups for p in group["params"]]
+    return _with_state(params, tr.optimizer) + [tr.alpha, case.xs, case.ys, case.idx, case.xt, case.yt]
+
+
+def _with_state(params, optimizer) -> list[torch.Tensor]:
+    """Parameters, their gradients and the optimiser's tensors."""
+    out = [t for p in params for t in (p, p.grad)]
+    out += [v for st in optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+    return out
+
+
+def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None) -> pd.DataFrame:
+    """Check, time and measure each model in ``models``; one row per model (columns: see :func:`main`)."""
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    rows = []
+    for name in models:
+        if name not in SETTINGS:
+            raise ValueError(f"model={name!r} has no benchmark setting; choose from {sorted(SETTINGS)}")
+        s = SETTINGS[name]
+        err = alpha_check(s, dev)
+        if not err <= CHECK_TOL:
+            raise RuntimeError(f"{name}: alpha update differs from the reference (max rel. error {err:.2e})")
+        plain_ms, sos_ms, method = time_steps(s, dev, reps=reps, warmup=warmup)
+        plain_mb = peak_memory_mb(s, dev, "plain")
+        sos_mb = peak_memory_mb(s, dev, "soseleto")
+        rows.append({
+            "model": name, "device": str(dev), "threads": torch.get_num_threads(), "alignment": method,
+            "source_batch": s.source_batch, "target_batch": s.target_batch, "reps": reps,
+            "plain_ms": plain_ms, "soseleto_ms": sos_ms, "ratio": sos_ms / plain_ms,
+            "plain_peak_mb": plain_mb, "soseleto_peak_mb": sos_mb, "mem_ratio": sos_mb / plain_mb,
+            "alpha_check_max_rel_err": err,
+        })
+        log.info("%s: plain %.1f ms, soseleto %.1f ms (x%.2f, %s); peak %.0f / %.0f MiB (x%.2f); alpha err %.1e",
+                 name, plain_ms, sos_ms, sos_ms / plain_ms, method, plain_mb, sos_mb, sos_mb / plain_mb, err)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; writes ``--out`` with columns model, device, threads, alignment, source_batch,
+    target_batch, reps, plain_ms, soseleto_ms, ratio, plain_peak_mb, soseleto_peak_mb, mem_ratio,
+    alpha_check_max_rel_err."""
+    args = build_parser().parse_args(argv)
+    return run_args(args)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="python -m soseleto.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--reps", type=int, default=20, help="timed repetitions of each step type")
+    parser.add_argument("--quick", action="store_true", help="CI mode: 3 repetitions, 1 warm-up step")
+    parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=sorted(SETTINGS))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", default="results/benchmarks/step_cost.csv")
+    return parser
+
+
+def run_args(args: argparse.Namespace) -> int:
+    from soseleto import logs
+
+    if not logging.getLogger().handlers:
+        logs.setup()
+    reps, warmup = (3, 1) if args.quick else (args.reps, 2)
+    df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads)
+    write_csv(df, args.out, prov=provenance({k: v for k, v in vars(args).items() if k != "func"}, lr_p=LR_P, momentum=MOMENTUM, check_batch=CHECK_BATCH))
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
