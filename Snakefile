@@ -26,12 +26,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/transfer.smk"
+include: "workflow/rules/bench.smk"
 include: "workflow/rules/noisy.smk"
 include: "workflow/rules/peers.smk"
 
 
 rule all:
     input:
+        rules.step_cost.output,
         rules.synthetic_all.input,
         rules.transfer_all.input,
         rules.noisy_all.input,
