@@ -4,23 +4,8 @@ import pytest
 import torch
 
 from soseleto.bilevel import losses_and_alignment, reference_alignment, updated_alpha
-from soseleto.models import build_classifier, build_features
-from soseleto.rng import seeded
 
-
-def _net(name, in_shape, n_classes=3, **kw):
-    with seeded(0):
-        features, dim = build_features(name, in_shape, **kw)
-        return features, build_classifier(dim, n_classes)
-
-
-def _random_tangents(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.randn(p.shape, generator=g) for n, p in module.named_parameters()}
-
-
-def _rel_err(a, b):
-    return float((a - b).abs().max() / b.abs().max())
+from gradcheck import net, random_tangents, rel_err
 
 
 @pytest.mark.parametrize(
@@ -28,42 +13,42 @@ def _rel_err(a, b):
     [("mlp", (2,)), ("bn_convnet", (3, 8, 8)), ("lenet", (1, 28, 28)), ("cifar_quick", (3, 32, 32))],
 )
 def test_forward_mode_alignment_matches_per_sample_loop(float64, name, in_shape):
-    features, head = _net(name, in_shape)
+    features, head = net(name, in_shape)
     features.train()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(7, *in_shape, generator=g)
     y = torch.randint(0, 3, (7,), generator=g)
-    tangents = _random_tangents(features, 2)
+    tangents = random_tangents(features, 2)
     ref = reference_alignment(features, head, x, y, tangents)
     losses, align = losses_and_alignment(features, head, x, y, tangents)
     assert losses.shape == align.shape == (7,)
     assert not align.requires_grad and losses.requires_grad
-    assert _rel_err(align, ref) <= 1e-5
+    assert rel_err(align, ref) <= 1e-5
 
 
 def test_alignment_with_classifier_tangents(float64):
-    features, head = _net("mlp", (4,))
+    features, head = net("mlp", (4,))
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
-    ft, ct = _random_tangents(features, 3), _random_tangents(head, 4)
+    ft, ct = random_tangents(features, 3), random_tangents(head, 4)
     ref = reference_alignment(features, head, x, y, ft, ct)
     _, align = losses_and_alignment(features, head, x, y, ft, ct)
-    assert _rel_err(align, ref) <= 1e-5
+    assert rel_err(align, ref) <= 1e-5
     # the classifier part is really included: dropping it changes the result
     _, without = losses_and_alignment(features, head, x, y, ft)
-    assert _rel_err(without, ref) > 1e-3
+    assert rel_err(without, ref) > 1e-3
 
 
 def test_batchnorm_running_stats_updated_once_like_a_plain_forward(float64):
-    features, head = _net("bn_convnet", (3, 8, 8))
+    features, head = net("bn_convnet", (3, 8, 8))
     plain = copy.deepcopy(features)
     x, y = torch.randn(6, 3, 8, 8), torch.randint(0, 3, (6,))
     plain.train()(x)
     features.train()
-    losses_and_alignment(features, head, x, y, _random_tangents(features, 5))
+    losses_and_alignment(features, head, x, y, random_tangents(features, 5))
     for (name, a), (_, b) in zip(features.named_buffers(), plain.named_buffers()):
         assert torch.equal(a, b), name
     # ... and the source losses are exactly the plain forward's
-    losses, _ = losses_and_alignment(copy.deepcopy(plain), head, x, y, _random_tangents(plain, 5))
+    losses, _ = losses_and_alignment(copy.deepcopy(plain), head, x, y, random_tangents(plain, 5))
     expected = torch.nn.functional.cross_entropy(head(copy.deepcopy(plain)(x)), y, reduction="none")
     torch.testing.assert_close(losses, expected)
 

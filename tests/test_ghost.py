@@ -11,36 +11,23 @@ from soseleto.models import build_classifier, build_features
 from soseleto.rng import seeded
 from soseleto.trainer import Soseleto
 
-
-def _net(name, in_shape, n_classes=3):
-    with seeded(0):
-        features, dim = build_features(name, in_shape)
-        return features, build_classifier(dim, n_classes)
-
-
-def _tangents(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.randn(p.shape, generator=g) for n, p in module.named_parameters()}
-
-
-def _rel_err(a, b):
-    return float((a - b).abs().max() / b.abs().max())
+from gradcheck import net, random_tangents, rel_err
 
 
 @pytest.mark.parametrize("name,in_shape", [("mlp", (2,)), ("lenet", (1, 28, 28)), ("cifar_quick", (3, 32, 32))])
 @pytest.mark.parametrize("with_head", [False, True])
 def test_ghost_alignment_and_weighted_gradients_match_references(float64, name, in_shape, with_head):
-    features, head = _net(name, in_shape)
+    features, head = net(name, in_shape)
     assert ghost.supports(features, head)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(6, *in_shape, generator=g), torch.randint(0, 3, (6,), generator=g)
     w = torch.tensor([0.3, 0.0, 1.1, 0.5, 0.0, 0.9])  # zero weights still get their alignment
-    ft, ct = _tangents(features, 2), (_tangents(head, 3) if with_head else None)
+    ft, ct = random_tangents(features, 2), (random_tangents(head, 3) if with_head else None)
     ref = reference_alignment(features, head, x, y, ft, ct)
 
     f2, h2 = copy.deepcopy(features), copy.deepcopy(head)
     losses, align = ghost.weighted_backward_and_alignment(f2, h2, x, y, w, ft, ct)
-    assert _rel_err(align, ref) <= 1e-10 and not align.requires_grad
+    assert rel_err(align, ref) <= 1e-10 and not align.requires_grad
 
     per = F.cross_entropy(head(features(x)), y, reduction="none")
     torch.testing.assert_close(losses, per.detach())
@@ -51,7 +38,7 @@ def test_ghost_alignment_and_weighted_gradients_match_references(float64, name, 
 
 @pytest.mark.parametrize("name", ["bn_convnet", "resnet18"])
 def test_networks_with_batchnorm_are_not_ghost_eligible(name):
-    assert not ghost.supports(*_net(name, (3, 32, 32)))
+    assert not ghost.supports(*net(name, (3, 32, 32)))
 
 
 def test_a_layer_used_twice_gets_both_terms(float64):
@@ -59,9 +46,9 @@ def test_a_layer_used_twice_gets_both_terms(float64):
     features, head = torch.nn.Sequential(layer, torch.nn.ReLU(), layer), torch.nn.Linear(4, 3)
     assert ghost.supports(features, head)
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
-    ft = _tangents(features, 4)
+    ft = random_tangents(features, 4)
     _, align = ghost.weighted_backward_and_alignment(features, head, x, y, torch.ones(5), ft)
-    assert _rel_err(align, reference_alignment(features, head, x, y, ft)) <= 1e-10
+    assert rel_err(align, reference_alignment(features, head, x, y, ft)) <= 1e-10
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -90,7 +77,7 @@ def test_trainer_step_identical_with_ghost_and_forward_mode(float64, shared):
 
 def test_auto_picks_ghost_only_for_per_sample_networks():
     cfg = TrainerConfig()
-    assert Soseleto(*_net("mlp", (2,)), None, n_source=3, cfg=cfg).alignment == "ghost"
-    assert Soseleto(*_net("bn_convnet", (3, 8, 8)), None, n_source=3, cfg=cfg).alignment == "forward"
+    assert Soseleto(*net("mlp", (2,)), None, n_source=3, cfg=cfg).alignment == "ghost"
+    assert Soseleto(*net("bn_convnet", (3, 8, 8)), None, n_source=3, cfg=cfg).alignment == "forward"
     with pytest.raises(ValueError, match="alignment='ghost'"):
-        Soseleto(*_net("bn_convnet", (3, 8, 8)), None, n_source=3, cfg=cfg, alignment="ghost")
+        Soseleto(*net("bn_convnet", (3, 8, 8)), None, n_source=3, cfg=cfg, alignment="ghost")
