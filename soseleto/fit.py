@@ -150,8 +150,7 @@ def run(problem: Problem, outdir: str | Path, *, cfg: TrainerConfig, model: str 
 
     def on_epoch(t: Soseleto, stats) -> None:
         acc = t.accuracy(target)
-        history.append({"epoch": stats.epoch, "loss_source": stats.loss_source, "loss_target": stats.loss_target,
-                        "target_accuracy": acc, "alpha_mean": stats.alpha_mean})
+        history.append({**stats.record(), "target_accuracy": acc})
         log.info("epoch %d/%d  loss_source %.4f  loss_target %.4f  target accuracy %.3f  mean alpha %.3f",
                  stats.epoch, cfg.epochs, stats.loss_source, stats.loss_target, acc, stats.alpha_mean)
 

@@ -249,8 +249,7 @@ def run_method(
         "epochs": tcfg.epochs,
         "epochs_this_call": len(history),
         "seconds_per_epoch": float(per_epoch.mean()) if len(per_epoch) else None,
-        "history": [{"epoch": h.epoch, "loss_source": h.loss_source, "loss_target": h.loss_target,
-                     "alpha_mean": h.alpha_mean} for h in history],
+        "history": [h.record() for h in history],
         **extra,
     }
     prov = provenance({"noisy": dict(mapping), "data": dict(data_cfg)}, method=method, noise=noise, seed=seed,

@@ -69,6 +69,11 @@ class EpochStats:
     alpha_mean: float
     extra: dict = field(default_factory=dict)
 
+    def record(self) -> dict:
+        """The epoch's numbers as one JSON-ready row of a run's ``history``."""
+        return {"epoch": self.epoch, "loss_source": self.loss_source, "loss_target": self.loss_target,
+                "alpha_mean": self.alpha_mean}
+
 
 class Soseleto:
     """Bilevel trainer holding theta (``features``), phi_s, phi_t and one alpha per source sample.

@@ -318,8 +318,7 @@ def run_and_save(mapping: Mapping[str, Any], data_cfg: Mapping[str, Any], *, met
                "n_source": None if sets.source is None else len(sets.source),
                "n_test": None if sets.test is None else len(sets.test),
                **(res.extra or {}),
-               "history": [{"epoch": h.epoch, "loss_source": h.loss_source, "loss_target": h.loss_target,
-                            "alpha_mean": h.alpha_mean} for h in res.history]}
+               "history": [h.record() for h in res.history]}
     prov = provenance({"transfer": dict(mapping), "data": dict(data_cfg)}, seed=seed, method=method, device=str(dev))
     if res.alpha is not None:
         write_csv(res.alpha, outputs["alpha"], prov=prov)
