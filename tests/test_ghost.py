@@ -36,6 +36,29 @@ def test_ghost_alignment_and_weighted_gradients_match_references(float64, name, 
         torch.testing.assert_close(p.grad, p_ref.grad)
 
 
+@pytest.mark.parametrize("budget", [10**9, 200])  # whole batch at once / chunks of 1 sample
+@pytest.mark.parametrize("fan_in_limit", [0, 10**6])  # general path / per-sample path for every conv
+def test_both_convolution_paths_match_the_reference(float64, monkeypatch, budget, fan_in_limit):
+    monkeypatch.setattr(ghost, "UNFOLD_BUDGET", budget)
+    monkeypatch.setattr(ghost, "PER_SAMPLE_MAX_FAN_IN", fan_in_limit)
+    with seeded(0):
+        features = torch.nn.Sequential(
+            torch.nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=2), torch.nn.ReLU(),
+            torch.nn.Conv2d(4, 3, 2, bias=False), torch.nn.Flatten(),
+        )
+        head = torch.nn.Linear(3 * 2 * 2, 3)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(5, 2, 7, 7, generator=g), torch.randint(0, 3, (5,), generator=g)
+    w = torch.tensor([0.3, 0.0, 1.1, 0.5, 0.9])
+    ft = random_tangents(features, 2)
+    f2 = copy.deepcopy(features)
+    _, align = ghost.weighted_backward_and_alignment(f2, copy.deepcopy(head), x, y, w, ft)
+    assert rel_err(align, reference_alignment(features, head, x, y, ft)) <= 1e-10
+    (w * F.cross_entropy(head(features(x)), y, reduction="none")).sum().backward()
+    for p_ref, p in zip(features.parameters(), f2.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad)
+
+
 @pytest.mark.parametrize("name", ["bn_convnet", "resnet18"])
 def test_networks_with_batchnorm_are_not_ghost_eligible(name):
     assert not ghost.supports(*net(name, (3, 32, 32)))
