@@ -7,9 +7,11 @@ tangents of the per-sample losses under a forward-mode pass whose parameter tang
 a single dual-number forward over the source batch returns them together with the losses
 themselves. The primal half of that pass is an ordinary forward: it builds the autograd graph of the
 source step and updates BatchNorm running statistics exactly once, as a plain step would. The
-tangents of convolutions and train-mode BatchNorm are computed outside autograd (the built-in
-formulas would record them in the source step's graph and keep every activation tangent alive), and
-BatchNorm's with a leaner formula; see :class:`_UnrecordedTangents`. For networks without
+tangents of convolutions, ReLU, max pooling and train-mode BatchNorm are computed outside autograd, and these
+layers save only primal tensors for the backward (the built-in formulas would record the tangents
+in the source step's graph, and a saved dual tensor keeps its tangent, so every activation tangent
+would stay alive until the pass ends); BatchNorm's tangent reuses the fused backward kernel. See
+:class:`_UnrecordedTangents`. For networks without
 cross-sample layers :mod:`soseleto.ghost` gets the same numbers from the backward pass, cheaper.
 
 With BatchNorm in train mode ``l_j`` depends on the whole batch through the batch statistics;
@@ -75,13 +77,14 @@ def losses_and_alignment(
 
 
 class _UnrecordedTangents(TorchFunctionMode):
-    """Routes ``F.conv2d`` and train-mode ``F.batch_norm`` through autograd functions whose
-    tangents are computed outside autograd.
+    """Routes ``F.conv2d``, ``F.relu``, ``F.max_pool2d`` and train-mode ``F.batch_norm`` through autograd functions
+    whose tangents are computed outside autograd and which save only primal tensors.
 
     Built-in forward-mode formulas are recorded in the autograd graph whenever the primal needs a
-    gradient, which keeps every activation tangent alive until the pass ends; the source backward
-    only needs the primal graph. The batch-norm tangent is also computed in five passes over the
-    activation instead of about ten.
+    gradient, and the tensors a built-in op saves for backward keep their tangents; either keeps
+    every activation tangent alive until the pass ends, although the source backward only needs
+    the primal graph. With these functions an activation tangent is freed as soon as the next
+    layer has used it (peak memory of a ResNet-18 step 1.45 -> 1.14 x a plain step on CPU).
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -91,6 +94,14 @@ class _UnrecordedTangents(TorchFunctionMode):
             conv_args = bind_args(names, args, kwargs, bias=None, stride=1, padding=0, dilation=1, groups=1)
             if not isinstance(conv_args[4], str):
                 return _Conv2dDual.apply(*conv_args)
+        if func is F.relu:
+            return _ReluDual.apply(args[0] if args else kwargs["input"])  # out of place even for inplace=True
+        if func is F.max_pool2d:
+            names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+            pool_args = bind_args(names, args, kwargs, stride=None, padding=0, dilation=1, ceil_mode=False,
+                                  return_indices=False)
+            if not pool_args[-1] and pool_args[0].dim() == 4:
+                return _MaxPool2dDual.apply(*pool_args[:-1])
         if func is F.batch_norm:
             names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
             x, rm, rv, w, b, training, momentum, eps = bind_args(
@@ -107,6 +118,7 @@ class _Conv2dDual(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):  # x (B, C, H, W)
+        x, weight = x.detach(), weight.detach()  # primal only: a saved dual would keep its tangent
         ctx.save_for_backward(x, weight)
         ctx.save_for_forward(x, weight)
         ctx.conf = (pair(stride), pair(padding), pair(dilation), int(groups))
@@ -138,16 +150,62 @@ class _Conv2dDual(torch.autograd.Function):
         return out
 
 
+class _ReluDual(torch.autograd.Function):
+    """``F.relu`` saving only its primal output (the built-in saves the dual, tangent included)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out.detach())
+        ctx.save_for_forward(out.detach())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0)
+
+    @staticmethod
+    def jvp(ctx, dx):
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(dx, out, 0)
+
+
+class _MaxPool2dDual(torch.autograd.Function):
+    """``F.max_pool2d`` saving its primal input and indices; the tangent is ``dx`` at the indices."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):  # x (B, C, H, W)
+        stride = kernel_size if stride is None or stride == [] else stride
+        ctx.conf = (pair(kernel_size), pair(stride), pair(padding), pair(dilation), bool(ceil_mode))
+        out, idx = torch.ops.aten.max_pool2d_with_indices(x, *ctx.conf)
+        ctx.save_for_backward(x.detach(), idx)
+        ctx.save_for_forward(idx)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, idx = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *ctx.conf, idx), None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        (idx,) = ctx.saved_tensors  # (B, C, H', W') flat positions in each (H, W) plane
+        return dx.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
+
+
 class _BatchNormTrain(torch.autograd.Function):
     """Train-mode BatchNorm2d with native forward/backward and a lean forward-mode derivative.
 
     With ``xhat = (x - mu) * invstd`` per channel and ``m(.)`` the per-channel mean over (B, H, W),
-    ``dy = w * invstd * (dx - m(dx) - xhat * m(dx * xhat)) + dw * xhat + db``.
+    ``dy = w * invstd * (dx - m(dx) - xhat * m(dx * xhat)) + dw * xhat + db``; the first term is
+    what the backward formula returns for an incoming gradient ``dx``.
     """
 
     @staticmethod
     def forward(ctx, x, running_mean, running_var, weight, bias, momentum, eps):  # x (B, C, H, W)
         y, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        x, weight = x.detach(), weight.detach()  # primal only: a saved dual would keep its tangent
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.save_for_forward(x, weight, mean, invstd)
         ctx.eps = eps
@@ -164,19 +222,21 @@ class _BatchNormTrain(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, dx, _rm, _rv, dw, db, _momentum, _eps):
-        x, weight, mean, invstd = (t.detach() for t in ctx.saved_tensors)
+        x, weight, mean, invstd = ctx.saved_tensors
         c = (1, -1, 1, 1)
-        n = x.numel() // x.shape[1]
         zero = torch.zeros_like(mean)
         dw = zero if dw is None else dw
         db = zero if db is None else db
+        # the xhat-part dw * xhat + db, as an affine map of x per channel
+        scale, shift = (dw * invstd).view(c), (db - dw * invstd * mean).view(c)
         if dx is None:
-            return torch.addcmul((db - dw * invstd * mean).view(c), (dw * invstd).view(c), x)
-        m_dx = dx.sum((0, 2, 3)) / n
-        m_dx_xhat = (dx * (x - mean.view(c))).sum((0, 2, 3)) * (invstd / n)
-        a = weight * invstd  # coefficient of dx
-        b = (dw - a * m_dx_xhat) * invstd  # coefficient of x
-        return torch.addcmul((db - a * m_dx - b * mean).view(c), a.view(c), dx).addcmul_(b.view(c), x)
+            return torch.addcmul(shift, scale, x)
+        # the input Jacobian of train-mode batch norm is symmetric, so its product with dx is
+        # the backward formula applied to dx: one fused pass
+        out = torch.ops.aten.native_batch_norm_backward(
+            dx, x, weight, None, None, mean, invstd, True, ctx.eps, [True, False, False]
+        )[0]
+        return out.addcmul_(scale, x).add_(shift)
 
 
 def reference_alignment(
