@@ -184,8 +184,12 @@ def _added_peak_bytes(fn, device: torch.device) -> int:
     # CPU: the profiler reports every allocation of torch's CPU allocator with the running total
     # of bytes allocated since profiling started (RSS would also count freed-but-cached pages and
     # is monotone over a process's life)
+    import os
+
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # kineto's start/stop lines on every profile, unless asked for
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()

@@ -198,6 +198,7 @@ class NoisyConfig:
     peer_trainer: TrainerConfig | None = None
     peers: PeerConfig = field(default_factory=PeerConfig)
     cleanlab_folds: int = 5
+    threads: int = 4  # CPU threads of each training job (Snakemake ``threads``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_levels", tuple(float(v) for v in self.noise_levels))
@@ -216,6 +217,7 @@ class NoisyConfig:
                "true (noisy-label mode: source and target share the classifier)")
         _check("cleanlab_folds", isinstance(self.cleanlab_folds, int) and self.cleanlab_folds >= 2, self.cleanlab_folds,
                "an integer >= 2")
+        _check("threads", isinstance(self.threads, int) and self.threads >= 1, self.threads, "an integer >= 1")
 
     @property
     def peer_settings(self) -> TrainerConfig:

@@ -2,6 +2,7 @@
 # Per noise level: confusion matrix + split; per (noise level, method, seed): one training run.
 
 NOISY = config["noisy"]
+NOISY_THREADS = NOISY.get("threads", 4)
 NOISE_TAGS = [f"{float(v):g}" for v in NOISY["noise_levels"]]
 NOISY_METHODS = list(NOISY.get("methods", _config.PAPER_METHODS))
 # the paper's rows of Table 1; every method (the peers of workflow/rules/peers.smk too) is in table1_peers
@@ -74,7 +75,7 @@ rule noisy_baseline:
         "logs/noisy/noise{noise}/noisy_baseline/seed{seed}.log",
     benchmark:
         "benchmarks/noisy/noise{noise}/noisy_baseline/seed{seed}.tsv"
-    threads: 4
+    threads: NOISY_THREADS
     resources:
         gpu=GPU,
         runtime=720,
@@ -104,7 +105,7 @@ rule noisy_soseleto:
         "logs/noisy/noise{noise}/soseleto/seed{seed}.log",
     benchmark:
         "benchmarks/noisy/noise{noise}/soseleto/seed{seed}.tsv"
-    threads: 4
+    threads: NOISY_THREADS
     resources:
         gpu=GPU,
         runtime=720,
@@ -134,7 +135,7 @@ rule noisy_finetune:
         "logs/noisy/noise{noise}/finetune/seed{seed}.log",
     benchmark:
         "benchmarks/noisy/noise{noise}/finetune/seed{seed}.tsv"
-    threads: 4
+    threads: NOISY_THREADS
     resources:
         gpu=GPU,
         runtime=720,

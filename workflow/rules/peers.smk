@@ -27,7 +27,7 @@ rule noisy_peer:
         "logs/noisy/noise{noise}/{peer}/seed{seed}.log",
     benchmark:
         "benchmarks/noisy/noise{noise}/{peer}/seed{seed}.tsv"
-    threads: 4
+    threads: NOISY_THREADS
     resources:
         gpu=GPU,
         runtime=1440,  # glc trains two networks
@@ -70,7 +70,7 @@ rule noisy_cleanlab:
         "logs/noisy/noise{noise}/cleanlab/seed{seed}.log",
     benchmark:
         "benchmarks/noisy/noise{noise}/cleanlab/seed{seed}.tsv"
-    threads: 4
+    threads: NOISY_THREADS
     resources:
         gpu=GPU,
         runtime=2880,  # cleanlab_folds networks, each (k - 1)/k of a noisy baseline
