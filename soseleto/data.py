@@ -71,6 +71,7 @@ def load_torchvision(name: str, split: str, data_dir: str | Path, *, download: b
     import torchvision.datasets as tvd
 
     root.mkdir(parents=True, exist_ok=True)
+    download = download and bool(missing)  # present files: skip torchvision's second checksum pass
     try:
         if name == "cifar10":
             ds = tvd.CIFAR10(str(root), train=split == "train", download=download)
