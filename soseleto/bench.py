@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import statistics
 import sys
 import time
@@ -184,8 +185,6 @@ def _added_peak_bytes(fn, device: torch.device) -> int:
     # CPU: the profiler reports every allocation of torch's CPU allocator with the running total
     # of bytes allocated since profiling started (RSS would also count freed-but-cached pages and
     # is monotone over a process's life)
-    import os
-
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 

@@ -7,12 +7,12 @@ tangents of the per-sample losses under a forward-mode pass whose parameter tang
 a single dual-number forward over the source batch returns them together with the losses
 themselves. The primal half of that pass is an ordinary forward: it builds the autograd graph of the
 source step and updates BatchNorm running statistics exactly once, as a plain step would. The
-tangents of convolutions, ReLU, max pooling and train-mode BatchNorm are computed outside autograd, and these
-layers save only primal tensors for the backward (the built-in formulas would record the tangents
-in the source step's graph, and a saved dual tensor keeps its tangent, so every activation tangent
-would stay alive until the pass ends); BatchNorm's tangent reuses the fused backward kernel. See
-:class:`_UnrecordedTangents`. For networks without
-cross-sample layers :mod:`soseleto.ghost` gets the same numbers from the backward pass, cheaper.
+tangents of convolutions, ReLU, max pooling and train-mode BatchNorm are computed outside autograd,
+and these layers save only primal tensors for the backward (the built-in formulas would record the
+tangents in the source step's graph, and a saved dual tensor keeps its tangent, so every activation
+tangent would stay alive until the pass ends); BatchNorm's tangent reuses the fused backward
+kernel. See :class:`_UnrecordedTangents`. For networks without cross-sample layers
+:mod:`soseleto.ghost` gets the same numbers from the backward pass, cheaper.
 
 With BatchNorm in train mode ``l_j`` depends on the whole batch through the batch statistics;
 ``q_j`` is then the gradient of ``l_j`` *as computed in its batch*, which is what both the
@@ -77,8 +77,8 @@ def losses_and_alignment(
 
 
 class _UnrecordedTangents(TorchFunctionMode):
-    """Routes ``F.conv2d``, ``F.relu``, ``F.max_pool2d`` and train-mode ``F.batch_norm`` through autograd functions
-    whose tangents are computed outside autograd and which save only primal tensors.
+    """Routes ``F.conv2d``, ``F.relu``, ``F.max_pool2d`` and train-mode ``F.batch_norm`` through
+    autograd functions whose tangents are computed outside autograd and which save only primals.
 
     Built-in forward-mode formulas are recorded in the autograd graph whenever the primal needs a
     gradient, and the tensors a built-in op saves for backward keep their tangents; either keeps
@@ -156,8 +156,9 @@ class _ReluDual(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         out = x.clamp_min(0)
-        ctx.save_for_backward(out.detach())
-        ctx.save_for_forward(out.detach())
+        primal = out.detach()
+        ctx.save_for_backward(primal)
+        ctx.save_for_forward(primal)
         return out
 
     @staticmethod
