@@ -20,4 +20,4 @@ GPU = 0 if config["device"] == "cpu" else 1
 # stops the run before any job starts.
 _synthetic.config_from_mapping(config["synthetic"])
 TRANSFER_CFG = _transfer.config_from_mapping(config["transfer"])
-_noisy.config_from_mapping(config["noisy"])
+NOISY_CFG = _noisy.config_from_mapping(config["noisy"])

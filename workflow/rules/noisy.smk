@@ -2,7 +2,7 @@
 # Per noise level: confusion matrix + split; per (noise level, method, seed): one training run.
 
 NOISY = config["noisy"]
-NOISY_THREADS = NOISY.get("threads", 4)
+NOISY_THREADS = NOISY_CFG.threads  # the typed config holds the default
 NOISE_TAGS = [f"{float(v):g}" for v in NOISY["noise_levels"]]
 NOISY_METHODS = list(NOISY.get("methods", _config.PAPER_METHODS))
 # the paper's rows of Table 1; every method (the peers of workflow/rules/peers.smk too) is in table1_peers
