@@ -1,9 +1,8 @@
 # soseleto: rebuild the tables and figures of the SOSELETO paper.
 #   snakemake --cores all              (the whole paper; see README.md)
 #   snakemake --cores 2 results/synthetic/summary.csv
-#   snakemake --cores 2 results/tables/table2.md   (Table 2; Appendix C: results/figures/figure3.png)
-#   snakemake --cores 2 results/tables/table1.md --configfile config/smoke.yaml   (Table 1 on generated data)
-#   snakemake --cores 2 results/tables/table1_peers.md results/tables/label_errors.md   (peers, label errors)
+#   snakemake --cores 2 --configfile config/smoke.yaml     (every rule on generated stand-ins)
+#   snakemake --cores 2 --configfile config/digits.yaml    (both protocols on real MNIST digits)
 import os
 
 from snakemake.utils import min_version, validate

@@ -2,11 +2,11 @@
 
 ``python -m soseleto.bench`` (or ``soseleto bench``) times, in one process and interleaved, a plain
 step (forward, backward and SGD step of the source network on the source batch) and a full
-:meth:`soseleto.trainer.Soseleto.step` (target pass, alpha products, source step, alpha update),
+:meth:`soseleto.core.soseleto.Soseleto.step` (target pass, alpha products, source step, alpha update),
 on random data of each model's shapes, and writes their medians and ratio to a CSV file.
 
 Before timing, each model's alpha update is checked against the slow per-sample reference
-(:func:`soseleto.bilevel.reference_alignment`) in float64 on the first ``CHECK_BATCH`` samples; a
+(:func:`soseleto.core.forward_mode.reference_alignment`) in float64 on the first ``CHECK_BATCH`` samples; a
 relative error above ``CHECK_TOL`` stops the benchmark.
 
 Peak memory (MiB) is, for each step type, the bytes of the tensors it holds between steps
@@ -36,13 +36,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from soseleto.bilevel import reference_alignment
-from soseleto.config import TrainerConfig
-from soseleto.devices import resolve_device
+from soseleto.config import SoseletoConfig
+from soseleto.core.device import resolve_device
+from soseleto.core.forward_mode import reference_alignment
+from soseleto.core.models import build
+from soseleto.core.rng import generator
+from soseleto.core.soseleto import Soseleto
 from soseleto.io import provenance, write_csv
-from soseleto.models import build_classifier, build_features
-from soseleto.rng import generator, seeded
-from soseleto.trainer import Soseleto
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,8 @@ class _Case:
 
     def __init__(self, s: Setting, device: torch.device, *, source_batch=None, seed=0):
         b_s = source_batch or s.source_batch
-        with seeded(seed):
-            features, dim = build_features(s.model, s.in_shape)
-            head = build_classifier(dim, s.n_classes)
-            target_head = None if s.shared else build_classifier(dim, s.n_classes)
+        features, heads = build(s.model, s.in_shape, [s.n_classes] * (1 if s.shared else 2), seed=seed)
+        head, target_head = heads[0], None if s.shared else heads[1]
         nets = [m.to(device) for m in (features, head)]
         self.plain = copy.deepcopy(nets)
         self.plain_opt = torch.optim.SGD([p for m in self.plain for p in m.parameters()], lr=LR_P, momentum=MOMENTUM)
@@ -94,8 +92,8 @@ class _Case:
 
     def trainer(self, **cfg) -> Soseleto:
         features, head, target_head = self.nets
-        conf = TrainerConfig(lr_p=LR_P, momentum=MOMENTUM, shared_classifier=target_head is None,
-                             source_batch=len(self.ys), target_batch=len(self.yt), **cfg)
+        conf = SoseletoConfig(lr_p=LR_P, momentum=MOMENTUM, weight_decay=0.0, shared_classifier=target_head is None,
+                              source_batch=len(self.ys), target_batch=len(self.yt), **cfg)
         return Soseleto(features, head, target_head, n_source=self.n_source, cfg=conf, device=self.device)
 
     def plain_state(self) -> list[torch.Tensor]:
@@ -251,22 +249,13 @@ def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line; writes ``--out`` with columns model, device, threads, alignment, source_batch,
-    target_batch, reps, plain_ms, soseleto_ms, ratio, plain_peak_mb, soseleto_peak_mb, mem_ratio,
-    alpha_check_max_rel_err."""
-    args = build_parser().parse_args(argv)
-    return run_args(args)
+    """``python -m soseleto.bench``; writes ``--out`` with columns model, device, threads, alignment,
+    source_batch, target_batch, reps, plain_ms, soseleto_ms, ratio, plain_peak_mb, soseleto_peak_mb,
+    mem_ratio, alpha_check_max_rel_err."""
+    from soseleto.cli import bench_arguments
 
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="python -m soseleto.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--reps", type=int, default=20, help="timed repetitions of each step type")
-    parser.add_argument("--quick", action="store_true", help="CI mode: 3 repetitions, 1 warm-up step")
-    parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=sorted(SETTINGS))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", default="results/benchmarks/step_cost.csv")
-    return parser
+    parser = argparse.ArgumentParser(prog="python -m soseleto.bench", description=__doc__.split("\n")[0])
+    return run_args(bench_arguments(parser).parse_args(argv))
 
 
 def run_args(args: argparse.Namespace) -> int:

@@ -1,29 +1,101 @@
-"""Command line: ``soseleto <command>``. Each command is a thin call into the package."""
+"""Command line: ``soseleto <command>``. Each command is a thin call into the package; torch is
+imported only when a command runs, so ``--help`` answers at once."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-import yaml
-
 from soseleto import __version__, logs
-from soseleto import fit as fit_module
-from soseleto.bench import build_parser as bench_parser
+from soseleto.config import FIT_MODES, MODELS, SoseletoConfig, SyntheticConfig, from_mapping
+
+# soseleto fit's training options: flag -> field of SoseletoConfig (defaults and meanings come from there)
+TRAINER_FLAGS = {"--epochs": "epochs", "--lr": "lr_p", "--lr-alpha": "lr_alpha", "--momentum": "momentum",
+                 "--weight-decay": "weight_decay", "--alpha-init": "alpha_init", "--batch-size": "source_batch",
+                 "--target-batch-size": "target_batch"}
+
+FIT_DESCRIPTION = """\
+Learn one weight alpha per source sample so that training on the weighted source helps the small,
+clean target set; low alpha = a source sample that is likely mislabeled (noisy mode) or unhelpful
+for the target task (transfer mode).
+
+Each set is one of
+  NAME:SPLIT[:CLASSES]   torchvision set: cifar10, cifar100, svhn, mnist, fashionmnist or kmnist;
+                         split train or test
+  FILE.npz[:CLASSES]     arrays x (N, H, W) or (N, H, W, C) uint8 and y (N,) integer labels
+  FOLDER[:CLASSES]       ImageFolder layout FOLDER/<class>/<image>, classes in sorted order
+CLASSES keeps only those labels (e.g. 5,6,7,8,9 or 5-9) and numbers them 0, 1, ... in that order.
+
+Writes OUT/weights.csv (index, label, alpha, rank; rank 1 = lowest alpha = most suspect),
+OUT/model.pt and OUT/metrics.json. With --true-labels FILE (the source's true labels: FILE.npy,
+a 1-D integer array, or FILE.npz with an array y; one label per source sample as given, before
+:CLASSES, in its numbering) metrics.json also scores alpha as a detector of the mislabeled
+samples, and weights.csv gets true_label and suspect (alpha < --flag-threshold).
+
+example:
+  soseleto fit --mode noisy --source noisy.npz --target clean.npz --test test.npz --out fit/
+  soseleto fit --mode transfer --source svhn:train --target mnist:train:5-9 \\
+      --target-per-class 10 --test mnist:test:5-9 --gray --size 28 --out svhn2mnist/
+  soseleto fit --mode noisy --source noisy.npz --target clean.npz --true-labels true.npz --out fit/
+"""
+
+
+def fit_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``soseleto fit`` options; training defaults are :class:`~soseleto.config.SoseletoConfig`'s."""
+    p.add_argument("--source", required=True, help="source set: NAME:SPLIT[:CLASSES], FILE.npz[:CLASSES] or FOLDER[:CLASSES]")
+    p.add_argument("--target", required=True, help="small clean target set, same forms")
+    p.add_argument("--test", help="held-out test set with the target's labels (optional)")
+    p.add_argument("--target-per-class", type=int, metavar="N", help="keep N random target samples per class")
+    p.add_argument("--mode", required=True, choices=FIT_MODES,
+                   help="noisy: one classifier, same labels (noisy source); transfer: separate heads")
+    p.add_argument("--out", required=True, help="output directory for weights.csv, model.pt, metrics.json")
+    p.add_argument("--model", choices=MODELS, default="auto", help="feature network; auto: by image shape "
+                   "(LeNet for gray images, CIFAR-10 Quick for colour ones) (default: %(default)s)")
+    fields = {f.name: f for f in dataclasses.fields(SoseletoConfig)}
+    for flag, name in TRAINER_FLAGS.items():
+        f = fields[name]
+        p.add_argument(flag, dest=name, type=type(f.default), default=f.default,
+                       help=f"{f.metadata['doc']} (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="draws the initial weights, the batches and "
+                   "--target-per-class (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--data-dir", default="data", help="where torchvision sets live (default: %(default)s)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="download missing torchvision sets into --data-dir (needs internet)")
+    p.add_argument("--gray", action="store_true", help="convert RGB images to gray (e.g. SVHN -> MNIST)")
+    p.add_argument("--size", type=_size, help="resize every image to HxW (or N for NxN)")
+    p.add_argument("--true-labels", metavar="FILE",
+                   help="the source's true labels (.npy 1-D integer array, or .npz with array y; one per source "
+                        "sample, before :CLASSES): score alpha as a detector of the mislabeled samples")
+    p.add_argument("--flag-threshold", type=float, default=0.1,
+                   help="with --true-labels: flag (suspect) source samples with alpha below this (default: %(default)s)")
+
+
+def _fit(args: argparse.Namespace) -> int:
+    cfg = SoseletoConfig(**{name: getattr(args, name) for name in TRAINER_FLAGS.values()},
+                         shared_classifier=args.mode == "noisy")
+    from soseleto.experiments import fit
+
+    return fit.main(args, cfg)
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from soseleto import synthetic
+    import yaml
 
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    if "synthetic" not in cfg:
-        raise SystemExit(f"{args.config}: no 'synthetic' section")
+    from soseleto.experiments import synthetic
+
+    if args.config is None:
+        cfg = SyntheticConfig()
+    else:
+        mapping = yaml.safe_load(Path(args.config).read_text()) or {}
+        if "synthetic" not in mapping:
+            raise ValueError(f"{args.config}: no 'synthetic' section")
+        cfg = from_mapping(SyntheticConfig, mapping["synthetic"], where="synthetic.")
     out = Path(args.outdir)
-    summary = synthetic.run_and_save(
-        cfg["synthetic"], seed=args.seed, device=args.device,
-        points_csv=out / "alpha.csv", history_csv=out / "history.csv", metrics_json=out / "metrics.json",
-    )
+    summary = synthetic.run_and_save(cfg, seed=args.seed, device=args.device, outputs={
+        "points": out / "alpha.csv", "history": out / "history.csv", "metrics": out / "metrics.json"})
     print(summary)
     return 0
 
@@ -35,21 +107,39 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soseleto", description=__doc__)
+    parser = argparse.ArgumentParser(prog="soseleto", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"soseleto {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    syn = sub.add_parser("synthetic", help="run one seed of the synthetic experiment (Figure 1)")
-    syn.add_argument("--config", default="config/config.yaml", help="workflow config with a 'synthetic' section")
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--device", default="auto")
-    syn.add_argument("--outdir", default="results/synthetic/cli", help="where alpha.csv/history.csv/metrics.json go")
-    syn.set_defaults(func=_synthetic)
     fit = sub.add_parser("fit", help="SOSELETO on your own source, target and test sets",
-                         description=fit_module.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    fit_module.add_arguments(fit)
-    fit.set_defaults(func=fit_module.main)
-    bench = sub.add_parser("bench", help="time a SOSELETO step against a plain step (writes a CSV)")
-    bench_parser(bench).set_defaults(func=_bench)
+                         description=FIT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit_arguments(fit)
+    fit.set_defaults(func=_fit)
+    syn = sub.add_parser("synthetic", help="one seed of the synthetic experiment (section 4.1, Figure 1)",
+                         description="SOSELETO on 2-D points with flipped labels (section 4.1): writes alpha.csv, "
+                                     "history.csv and metrics.json.")
+    syn.add_argument("--config", help="a YAML file with a 'synthetic' section (default: the paper's settings)")
+    syn.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    syn.add_argument("--device", default="auto", help="(default: %(default)s)")
+    syn.add_argument("--outdir", default="results/synthetic/cli", help="where the files go (default: %(default)s)")
+    syn.set_defaults(func=_synthetic)
+    bench = sub.add_parser("bench", help="time a SOSELETO step against a plain step (writes a CSV)",
+                           description="Time and measure the peak memory of one SOSELETO step against one plain "
+                                       "SGD step per model, after checking its alpha update against a per-sample "
+                                       "reference; writes a CSV of the ratios.")
+    bench_arguments(bench)
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``soseleto bench`` / ``python -m soseleto.bench`` options."""
+    models = ("lenet", "cifar_quick", "resnet18")
+    parser.add_argument("--device", default="auto", help="(default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=20, help="timed repetitions of each step type (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="CI mode: 3 repetitions, 1 warm-up step")
+    parser.add_argument("--models", nargs="+", default=list(models), choices=models)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", default="results/benchmarks/step_cost.csv", help="(default: %(default)s)")
     return parser
 
 
@@ -61,3 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"soseleto: error: {err}", file=sys.stderr)
         return 2
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition("x")
+    try:
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected HxW or N, e.g. 28x28") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: sides must be positive")
+    return size

@@ -9,15 +9,18 @@ metadata.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from soseleto import __version__
 
@@ -63,10 +66,19 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
 
 
 def write_json(obj: dict, path: str | os.PathLike, *, prov: dict | None = None) -> None:
-    """Write ``obj`` (plus ``provenance`` when given) as indented JSON, atomically."""
+    """Write ``obj`` (plus ``provenance`` when given) as indented strict JSON (NaN and infinities
+    become ``null``), atomically."""
     data = dict(obj) if prov is None else {**obj, "provenance": prov}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(_finite(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
+
+
+def write_markdown(text: str, path: str | os.PathLike, *, prov: dict | None = None) -> None:
+    """Write a markdown table or report atomically; provenance goes to ``<path>.provenance.json``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    if prov is not None:
+        write_json(prov, str(path) + ".provenance.json")
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, prov: dict | None = None) -> None:
@@ -88,7 +100,22 @@ def save_figure(fig, path: str | os.PathLike, *, prov: dict | None = None, dpi: 
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=dpi, metadata=meta, bbox_inches="tight")
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (recursively)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return _finite(obj.tolist())
+    return obj
+
+
 def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -1,50 +1,95 @@
-"""Metrics of the per-sample weights as a detector of corrupted labels.
+"""Per-sample scores as detectors of corrupted labels, and confidence intervals.
 
-Convention: a sample is *flagged* (predicted corrupted / irrelevant) when ``alpha < threshold``;
-the positives are the truly corrupted samples.
+Convention: a *score* is higher for samples believed clean (SOSELETO's alpha, L2RW's mean weight,
+cleanlab's self-confidence); the positives are the truly corrupted samples. Threshold metrics flag
+``score < threshold``; AUROC and average precision rank samples by ``-score``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
-def threshold_metrics(alpha: np.ndarray, noisy: np.ndarray, threshold: float) -> dict[str, float]:
-    """Counts and rates at one threshold.
+def detection_metrics(
+    scores: np.ndarray,
+    noisy: np.ndarray,
+    *,
+    threshold: float | None = None,
+    flagged: np.ndarray | None = None,
+    higher_is_clean: bool = True,
+) -> dict[str, float]:
+    """Precision, recall and F1 of the flagged set, AUROC and average precision of the ranking.
 
     Parameters
     ----------
-    alpha : (N,) float array of weights.
-    noisy : (N,) bool array, True where the label is corrupted.
+    scores : (N,) float
+        Per-sample scores (higher = clean unless ``higher_is_clean=False``).
+    noisy : (N,) bool
+        True where the given label differs from the true one.
+    threshold
+        Flag ``scores < threshold`` (``> threshold`` when ``higher_is_clean=False``).
+    flagged : (N,) bool, optional
+        The flagged set itself (e.g. cleanlab's mask), instead of ``threshold``.
 
     Returns
     -------
-    dict with ``correct`` (fraction of samples accounted correctly: clean kept + noisy flagged,
-    the paper's 98.4%), ``recall`` (noisy flagged / noisy), ``precision`` (noisy among flagged),
-    ``clean_kept`` (clean with alpha >= threshold / clean), ``noisy_flagged`` and ``clean_kept_n``.
+    dict with ``precision``, ``recall``, ``f1``, ``auroc``, ``average_precision``, ``n_flagged``,
+    ``n_noisy``, ``threshold`` (NaN when ``flagged`` was given), ``correct`` (the fraction of
+    samples accounted for correctly: clean kept + corrupted flagged, the paper's 98.4% in section
+    4.1) and ``clean_kept`` (clean samples not flagged / clean samples). Undefined values are NaN:
+    precision with nothing flagged, recall/AUROC/AP without corrupted (or without clean) samples.
     """
-    alpha, noisy = np.asarray(alpha, dtype=float), np.asarray(noisy, dtype=bool)
-    if alpha.shape != noisy.shape or alpha.ndim != 1:
-        raise ValueError(f"alpha {alpha.shape} and noisy {noisy.shape} must be 1-D of equal length")
-    flagged = alpha < threshold
-    tp = int((flagged & noisy).sum())
-    kept_clean = int((~flagged & ~noisy).sum())
-    n_noisy, n_clean = int(noisy.sum()), int((~noisy).sum())
+    scores = np.asarray(scores, dtype=float)
+    noisy = _bool_array("noisy", noisy, scores.shape)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores contain {int((~np.isfinite(scores)).sum())} non-finite values")
+    if (threshold is None) == (flagged is None):
+        raise ValueError("give exactly one of threshold and flagged")
+    suspicion = -scores if higher_is_clean else scores
+    if flagged is None:
+        flagged = scores < threshold if higher_is_clean else scores > threshold
+    else:
+        flagged = _bool_array("flagged", flagged, scores.shape)
+    tp, n_flagged, n_noisy = int((flagged & noisy).sum()), int(flagged.sum()), int(noisy.sum())
+    kept_clean, n_clean = int((~flagged & ~noisy).sum()), len(noisy) - n_noisy
+    precision = tp / n_flagged if n_flagged else float("nan")
+    recall = tp / n_noisy if n_noisy else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else precision + recall  # 0 or NaN
+    both = 0 < n_noisy < len(noisy)
     return {
-        "threshold": float(threshold),
-        "correct": (tp + kept_clean) / len(alpha),
-        "recall": tp / n_noisy if n_noisy else float("nan"),
-        "precision": tp / int(flagged.sum()) if flagged.any() else float("nan"),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "auroc": float(roc_auc_score(noisy, suspicion)) if both else float("nan"),
+        "average_precision": float(average_precision_score(noisy, suspicion)) if both else float("nan"),
+        "n_flagged": n_flagged,
+        "n_noisy": n_noisy,
+        "threshold": float("nan") if threshold is None else float(threshold),
+        "correct": (tp + kept_clean) / len(noisy),
         "clean_kept": kept_clean / n_clean if n_clean else float("nan"),
-        "noisy_flagged_n": tp,
-        "clean_kept_n": kept_clean,
     }
 
 
-def threshold_curve(alpha: np.ndarray, noisy: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
-    """:func:`threshold_metrics` for each threshold, one row each."""
-    return pd.DataFrame([threshold_metrics(alpha, noisy, t) for t in thresholds])
+def threshold_curve(scores: np.ndarray, noisy: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
+    """:func:`detection_metrics` at each threshold, one row each (Figure 1 (e))."""
+    return pd.DataFrame([detection_metrics(scores, noisy, threshold=t) for t in thresholds])
+
+
+def pr_curve(scores: np.ndarray, noisy: np.ndarray, *, higher_is_clean: bool = True) -> pd.DataFrame:
+    """Precision-recall curve of flagging corrupted labels by ``scores``.
+
+    Returns a DataFrame with ``recall``, ``precision`` and ``threshold`` (the score at or below
+    which samples are flagged; NaN on the final point recall=0), ordered by increasing recall.
+    """
+    scores = np.asarray(scores, dtype=float)
+    noisy = _bool_array("noisy", noisy, scores.shape)
+    precision, recall, thr = precision_recall_curve(noisy, -scores if higher_is_clean else scores)
+    thr = np.append(-thr if higher_is_clean else thr, np.nan)
+    return pd.DataFrame({"recall": recall, "precision": precision, "threshold": thr}).iloc[::-1].reset_index(drop=True)
 
 
 def group_mean_ci(values: np.ndarray, mask: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
@@ -57,3 +102,12 @@ def group_mean_ci(values: np.ndarray, mask: np.ndarray, z: float = 1.96) -> tupl
     mean = sub.mean(axis=1)
     half = z * sub.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
     return mean, half
+
+
+def _bool_array(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape} but scores have {shape}")
+    if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
+        raise TypeError(f"{name} must be boolean (or 0/1), got dtype {arr.dtype}")
+    return arr.astype(bool)

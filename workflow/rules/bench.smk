@@ -1,26 +1,27 @@
-# Issue 6: cost of one SOSELETO step against one plain step (time and peak memory), per model.
+# Cost of one SOSELETO step against one plain step (time and peak memory), per model.
 
 
 rule step_cost:
     output:
-        report(
+        csv=report(
             "results/benchmarks/step_cost.csv",
             caption="../report/step_cost.rst",
             category="Beyond the paper",
             labels={"result": "step cost", "kind": "table"},
         ),
-    params:
-        bench=config["bench"],
-        device=config["device"],
     log:
         "logs/benchmarks/step_cost.log",
-    # alone on the machine and on the card: it measures time
-    threads: workflow.cores
+    conda:
+        ENV
+    # alone on the machine and on the card: it measures time (a callable, so that --report and
+    # --unlock, which give no --cores, can still parse the rule)
+    threads: lambda wildcards: workflow.cores
     resources:
         gpu=GPU,
         runtime=30,
         mem_mb=8000,
-    conda:
-        ENV
+    params:
+        config=job_config("bench"),
+        device=DEVICE,
     script:
-        "../scripts/step_cost.py"
+        JOB

@@ -1,23 +1,37 @@
-# Shared definitions for all rules.
-import sys
-
-sys.path.insert(0, workflow.basedir)  # the repo's soseleto package, also under --use-conda
-
-from soseleto import config as _config
-from soseleto import label_errors as _label_errors
-from soseleto import noisy as _noisy
-from soseleto import synthetic as _synthetic
-from soseleto import transfer as _transfer
+# Shared definitions for all rules: the typed configuration and the path tags. Only torch-free
+# modules of the soseleto package are imported here, so building the DAG never loads torch.
+from soseleto import config as C
+from soseleto import paths as P
 
 ENV = "../envs/soseleto.yaml"
+JOB = "../scripts/job.py"
+
+# Beyond the JSON schema: the typed, complete configuration. A bad value, a missing key or an
+# unknown key (named by its dotted path) stops the run before any job starts.
+CFG = C.workflow_config(config)
+DEVICE = CFG.device
 
 # GPU convention: every rule that trains declares `resources: gpu=GPU`. It is 1 unless the config
 # pins training to the CPU, so `--resources gpu=1` (workflow/profiles/default) runs training jobs
 # one at a time on one card, and the SLURM profile's executor requests `--gpus=1` for them.
-GPU = 0 if config["device"] == "cpu" else 1
+GPU = 0 if DEVICE == "cpu" else 1
 
-# Beyond the JSON schema: build the typed configs now, so that a bad value (named by its key)
-# stops the run before any job starts.
-_synthetic.config_from_mapping(config["synthetic"])
-TRANSFER_CFG = _transfer.config_from_mapping(config["transfer"])
-NOISY_CFG = _noisy.config_from_mapping(config["noisy"])
+
+def job_config(*paths):
+    """A job's `params.config`: exactly the config entries it reads (see soseleto/jobs.py)."""
+    return C.job_params(CFG, *paths)
+
+
+# data sets by their tag in result paths (results/data/<tag>.json)
+DATASETS = {
+    P.dataset_tag(d): d
+    for d in (
+        CFG.noisy.split.dataset,
+        CFG.transfer.source.dataset,
+        CFG.transfer.target.dataset,
+    )
+}
+
+
+def manifest(dataset):
+    return f"results/data/{P.dataset_tag(dataset)}.json"

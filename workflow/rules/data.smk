@@ -1,20 +1,21 @@
-# Image data sets: one job per data set loads (and, with data.download, downloads) both splits
+# Image data sets: one job per data set loads (and, with data.download, downloads) every split
 # before any job reads them, so parallel jobs never race to download the same files.
 
 
 rule dataset:
     output:
-        "results/data/{dataset}.json",
-    wildcard_constraints:
-        dataset="cifar10|svhn|mnist",
-    params:
-        data=config["data"],
+        manifest="results/data/{dataset}.json",
     log:
         "logs/data/{dataset}.log",
+    wildcard_constraints:
+        dataset="|".join(DATASETS),
+    conda:
+        ENV
     resources:
         runtime=60,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        dataset=lambda wildcards: DATASETS[wildcards.dataset],
+        config=job_config("data"),
     script:
-        "../scripts/dataset.py"
+        JOB

@@ -1,197 +1,187 @@
-# Section 4.2 / Table 1 / Figure 2: noisy labels on CIFAR-10.
-# Per noise level: confusion matrix + split; per (noise level, method, seed): one training run.
+# Section 4.2 / Table 1 / Figure 2: learning with noisy labels (CIFAR-10 in the paper; any data
+# set of noisy.split.dataset). Per noise level: confusion matrix + split; per (noise level,
+# method, seed): one training run. Results live under results/noisy/<data set>/.
 
-NOISY = config["noisy"]
-NOISY_THREADS = NOISY_CFG.threads  # the typed config holds the default
-NOISE_TAGS = [f"{float(v):g}" for v in NOISY["noise_levels"]]
-NOISY_METHODS = list(NOISY.get("methods", _config.PAPER_METHODS))
+NOISY = CFG.noisy
+NOISY_TAG = P.dataset_tag(NOISY.split.dataset)
+NOISE_TAGS = [P.noise_tag(v) for v in NOISY.noise_levels]
+NOISY_METHODS = list(NOISY.methods)
 # the paper's rows of Table 1; every method (the peers of workflow/rules/peers.smk too) is in table1_peers
-TABLE1_METHODS = [m for m in NOISY_METHODS if m in _config.PAPER_METHODS]
-NOISY_RUN = "results/noisy/noise{noise}/{method}/seed{seed}"
+TABLE1_METHODS = [m for m in NOISY_METHODS if m in C.PAPER_METHODS]
+NOISY_DIR = f"results/noisy/{NOISY_TAG}"
+NOISY_RUN = f"{NOISY_DIR}/noise{{noise}}/{{method}}/seed{{seed}}"
+NOISY_TABLES = f"results/tables/{NOISY_TAG}"
+NOISY_FIGURES = f"results/figures/{NOISY_TAG}"
+NOISY_CATEGORY = f"Section 4.2: noisy labels ({NOISY_TAG})"
+# what every training job reads besides its own method's settings
+NOISY_RUN_PARAMS = ("noisy.split", "noisy.model", "data")
+
+
+wildcard_constraints:
+    noise=r"[0-9.]+",
+    seed=r"\d+",
 
 
 rule noisy_split:
     input:
-        "results/data/cifar10.json",
+        manifest(NOISY.split.dataset),
     output:
-        split="results/noisy/noise{noise}/split.csv",
-        confusion="results/noisy/noise{noise}/confusion.csv",
-        info="results/noisy/noise{noise}/split.json",
-    params:
-        noisy=_noisy.rule_params(NOISY, "split"),
-        data=config["data"],
-    wildcard_constraints:
-        noise=r"[0-9.]+",
+        split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
+        confusion=f"{NOISY_DIR}/noise{{noise}}/confusion.csv",
+        info=f"{NOISY_DIR}/noise{{noise}}/split.json",
     log:
-        "logs/noisy/noise{noise}/split.log",
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/split.log",
+    conda:
+        ENV
     resources:
         runtime=15,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        config=job_config("noisy.split", "data"),
     script:
-        "../scripts/noisy_split.py"
+        JOB
 
 
 rule confusion_figure:
     input:
-        expand("results/noisy/noise{noise}/confusion.csv", noise=NOISE_TAGS),
+        confusion=expand(f"{NOISY_DIR}/noise{{noise}}/confusion.csv", noise=NOISE_TAGS),
     output:
         png=report(
-            "results/figures/confusion_matrices.png",
+            f"{NOISY_FIGURES}/confusion_matrices.png",
             caption="../report/confusion_matrices.rst",
-            category="Section 4.2: noisy labels on CIFAR-10",
+            category=NOISY_CATEGORY,
             labels={"result": "confusion matrices", "kind": "figure"},
         ),
-        pdf="results/figures/confusion_matrices.pdf",
-    params:
-        noise_levels=NOISY["noise_levels"],
+        pdf=f"{NOISY_FIGURES}/confusion_matrices.pdf",
     log:
-        "logs/figures/confusion_matrices.log",
+        f"logs/figures/{NOISY_TAG}/confusion_matrices.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=5,
         mem_mb=1000,
-    conda:
-        ENV
+    params:
+        config=job_config("noisy.noise_levels"),
     script:
-        "../scripts/confusion_figure.py"
+        JOB
 
 
 rule noisy_baseline:
     input:
-        split="results/noisy/noise{noise}/split.csv",
+        split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
     output:
-        metrics="results/noisy/noise{noise}/noisy_baseline/seed{seed}/metrics.json",
-        checkpoint="results/noisy/noise{noise}/noisy_baseline/seed{seed}/model.ckpt",
+        metrics=f"{NOISY_DIR}/noise{{noise}}/noisy_baseline/seed{{seed}}/metrics.json",
+        checkpoint=f"{NOISY_DIR}/noise{{noise}}/noisy_baseline/seed{{seed}}/model.ckpt",
+    log:
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/noisy_baseline/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/noisy_baseline/seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: NOISY.threads
+    resources:
+        gpu=GPU,
+        runtime=720,
+        mem_mb=8000,
     params:
         method="noisy_baseline",
-        noisy=_noisy.rule_params(NOISY, "noisy_baseline"),
-        data=config["data"],
-        device=config["device"],
-    wildcard_constraints:
-        noise=r"[0-9.]+",
-        seed=r"\d+",
-    log:
-        "logs/noisy/noise{noise}/noisy_baseline/seed{seed}.log",
-    benchmark:
-        "benchmarks/noisy/noise{noise}/noisy_baseline/seed{seed}.tsv"
-    threads: NOISY_THREADS
-    resources:
-        gpu=GPU,
-        runtime=720,
-        mem_mb=8000,
-    conda:
-        ENV
+        config=job_config("noisy.baseline", *NOISY_RUN_PARAMS),
+        device=DEVICE,
     script:
-        "../scripts/noisy_run.py"
+        JOB
 
 
-rule noisy_soseleto:
-    input:
-        split="results/noisy/noise{noise}/split.csv",
+use rule noisy_baseline as noisy_soseleto with:
     output:
-        metrics="results/noisy/noise{noise}/soseleto/seed{seed}/metrics.json",
-        checkpoint="results/noisy/noise{noise}/soseleto/seed{seed}/model.ckpt",
-        alpha="results/noisy/noise{noise}/soseleto/seed{seed}/alpha.csv",
+        metrics=f"{NOISY_DIR}/noise{{noise}}/soseleto/seed{{seed}}/metrics.json",
+        checkpoint=f"{NOISY_DIR}/noise{{noise}}/soseleto/seed{{seed}}/model.ckpt",
+        alpha=f"{NOISY_DIR}/noise{{noise}}/soseleto/seed{{seed}}/alpha.csv",
+    log:
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/soseleto/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/soseleto/seed{{seed}}.tsv"
     params:
         method="soseleto",
-        noisy=_noisy.rule_params(NOISY, "soseleto"),
-        data=config["data"],
-        device=config["device"],
-    wildcard_constraints:
-        noise=r"[0-9.]+",
-        seed=r"\d+",
-    log:
-        "logs/noisy/noise{noise}/soseleto/seed{seed}.log",
-    benchmark:
-        "benchmarks/noisy/noise{noise}/soseleto/seed{seed}.tsv"
-    threads: NOISY_THREADS
-    resources:
-        gpu=GPU,
-        runtime=720,
-        mem_mb=8000,
-    conda:
-        ENV
-    script:
-        "../scripts/noisy_run.py"
+        config=job_config("noisy.trainer", *NOISY_RUN_PARAMS),
+        device=DEVICE,
 
 
-rule noisy_finetune:
+use rule noisy_baseline as noisy_finetune with:
     input:
-        split="results/noisy/noise{noise}/split.csv",
-        init="results/noisy/noise{noise}/noisy_baseline/seed{seed}/model.ckpt",
+        split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
+        init=f"{NOISY_DIR}/noise{{noise}}/noisy_baseline/seed{{seed}}/model.ckpt",
     output:
-        metrics="results/noisy/noise{noise}/finetune/seed{seed}/metrics.json",
-        checkpoint="results/noisy/noise{noise}/finetune/seed{seed}/model.ckpt",
+        metrics=f"{NOISY_DIR}/noise{{noise}}/finetune/seed{{seed}}/metrics.json",
+        checkpoint=f"{NOISY_DIR}/noise{{noise}}/finetune/seed{{seed}}/model.ckpt",
+    log:
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/finetune/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/finetune/seed{{seed}}.tsv"
     params:
         method="finetune",
-        noisy=_noisy.rule_params(NOISY, "finetune"),
-        data=config["data"],
-        device=config["device"],
-    wildcard_constraints:
-        noise=r"[0-9.]+",
-        seed=r"\d+",
-    log:
-        "logs/noisy/noise{noise}/finetune/seed{seed}.log",
-    benchmark:
-        "benchmarks/noisy/noise{noise}/finetune/seed{seed}.tsv"
-    threads: NOISY_THREADS
-    resources:
-        gpu=GPU,
-        runtime=720,
-        mem_mb=8000,
-    conda:
-        ENV
-    script:
-        "../scripts/noisy_run.py"
+        config=job_config("noisy.finetune", "noisy.baseline", *NOISY_RUN_PARAMS),
+        device=DEVICE,
 
 
 rule table1:
     input:
-        metrics=expand(f"{NOISY_RUN}/metrics.json", noise=NOISE_TAGS, method=TABLE1_METHODS, seed=NOISY["seeds"]),
+        metrics=expand(
+            f"{NOISY_RUN}/metrics.json",
+            noise=NOISE_TAGS,
+            method=TABLE1_METHODS,
+            seed=NOISY.seeds,
+        ),
     output:
         csv=report(
-            "results/tables/table1.csv",
+            f"{NOISY_TABLES}/table1.csv",
             caption="../report/table1.rst",
-            category="Section 4.2: noisy labels on CIFAR-10",
+            category=NOISY_CATEGORY,
             labels={"result": "Table 1", "kind": "table"},
         ),
-        md="results/tables/table1.md",
+        md=f"{NOISY_TABLES}/table1.md",
     log:
-        "logs/tables/table1.log",
+        f"logs/tables/{NOISY_TAG}/table1.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=5,
         mem_mb=1000,
-    conda:
-        ENV
     script:
-        "../scripts/table1.py"
+        JOB
 
 
 rule figure2:
     input:
-        alpha=expand(f"{NOISY_RUN}/alpha.csv", noise=NOISE_TAGS, method="soseleto", seed=NOISY["seeds"]),
+        alpha=expand(
+            f"{NOISY_RUN}/alpha.csv",
+            noise=NOISE_TAGS,
+            method="soseleto",
+            seed=NOISY.seeds,
+        ),
     output:
-        csv="results/tables/figure2.csv",
+        csv=f"{NOISY_TABLES}/figure2.csv",
         png=report(
-            "results/figures/figure2.png",
+            f"{NOISY_FIGURES}/figure2.png",
             caption="../report/figure2.rst",
-            category="Section 4.2: noisy labels on CIFAR-10",
+            category=NOISY_CATEGORY,
             labels={"result": "Figure 2", "kind": "figure"},
         ),
-        pdf="results/figures/figure2.pdf",
-    params:
-        # the noise level of each input, in expand's order (noise outermost)
-        noises=[float(n) for n in NOISE_TAGS for _ in NOISY["seeds"]],
+        pdf=f"{NOISY_FIGURES}/figure2.pdf",
     log:
-        "logs/figures/figure2.log",
+        f"logs/figures/{NOISY_TAG}/figure2.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=5,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        # the noise level of each input, in expand's order (noise outermost)
+        noises=[float(n) for n in NOISE_TAGS for _ in NOISY.seeds],
     script:
-        "../scripts/figure2.py"
+        JOB
 
 
 rule noisy_all:

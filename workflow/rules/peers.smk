@@ -3,104 +3,83 @@
 # training run; per (noise level, seed): one cleanlab job (out-of-fold probabilities of the
 # noisy baseline).
 
-PEERS = [m for m in NOISY_METHODS if m in _config.PEER_METHODS]
-LABEL_ERROR_RUNS = _label_errors.detection_runs(NOISY_METHODS, NOISE_TAGS, NOISY["seeds"], run=NOISY_RUN)
-BEYOND = "Beyond the paper: peer methods and label-error detection"
+PEERS = [m for m in NOISY_METHODS if m in C.PEER_METHODS]
+LABEL_ERROR_RUNS = P.detection_runs(
+    NOISY_METHODS, NOISE_TAGS, NOISY.seeds, run=NOISY_RUN
+)
+BEYOND = f"Beyond the paper: peer methods and label-error detection ({NOISY_TAG})"
+PEER_PARAMS = ("noisy.peer_trainer", "noisy.peers", *NOISY_RUN_PARAMS)
 
 
-rule noisy_peer:
-    input:
-        split="results/noisy/noise{noise}/split.csv",
+use rule noisy_baseline as noisy_peer with:
     output:
-        metrics="results/noisy/noise{noise}/{peer}/seed{seed}/metrics.json",
-        checkpoint="results/noisy/noise{noise}/{peer}/seed{seed}/model.ckpt",
-    params:
-        method=lambda wildcards: wildcards.peer,
-        noisy=lambda wildcards: _noisy.rule_params(NOISY, wildcards.peer),
-        data=config["data"],
-        device=config["device"],
-    wildcard_constraints:
-        noise=r"[0-9.]+",
-        seed=r"\d+",
-        peer="joint|glc|noise_layer",  # l2rw also writes its scores: rule noisy_l2rw
+        metrics=f"{NOISY_DIR}/noise{{noise}}/{{peer}}/seed{{seed}}/metrics.json",
+        checkpoint=f"{NOISY_DIR}/noise{{noise}}/{{peer}}/seed{{seed}}/model.ckpt",
     log:
-        "logs/noisy/noise{noise}/{peer}/seed{seed}.log",
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/{{peer}}/seed{{seed}}.log",
     benchmark:
-        "benchmarks/noisy/noise{noise}/{peer}/seed{seed}.tsv"
-    threads: NOISY_THREADS
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/{{peer}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        peer="joint|glc|noise_layer",  # l2rw also writes its scores: rule noisy_l2rw
     resources:
         gpu=GPU,
         runtime=1440,  # glc trains two networks
         mem_mb=8000,
-    conda:
-        ENV
-    script:
-        "../scripts/noisy_run.py"
+    params:
+        method=lambda wildcards: wildcards.peer,
+        config=job_config(*PEER_PARAMS),
+        device=DEVICE,
 
 
-use rule noisy_peer as noisy_l2rw with:
+use rule noisy_baseline as noisy_l2rw with:
     output:
-        metrics="results/noisy/noise{noise}/l2rw/seed{seed}/metrics.json",
-        checkpoint="results/noisy/noise{noise}/l2rw/seed{seed}/model.ckpt",
-        scores="results/noisy/noise{noise}/l2rw/seed{seed}/scores.csv",
+        metrics=f"{NOISY_DIR}/noise{{noise}}/l2rw/seed{{seed}}/metrics.json",
+        checkpoint=f"{NOISY_DIR}/noise{{noise}}/l2rw/seed{{seed}}/model.ckpt",
+        scores=f"{NOISY_DIR}/noise{{noise}}/l2rw/seed{{seed}}/scores.csv",
+    log:
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/l2rw/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/l2rw/seed{{seed}}.tsv"
     params:
         method="l2rw",
-        noisy=_noisy.rule_params(NOISY, "l2rw"),
-        data=config["data"],
-        device=config["device"],
-    log:
-        "logs/noisy/noise{noise}/l2rw/seed{seed}.log",
-    benchmark:
-        "benchmarks/noisy/noise{noise}/l2rw/seed{seed}.tsv"
+        config=job_config(*PEER_PARAMS),
+        device=DEVICE,
 
 
-rule noisy_cleanlab:
-    input:
-        split="results/noisy/noise{noise}/split.csv",
+use rule noisy_baseline as noisy_cleanlab with:
     output:
-        scores="results/noisy/noise{noise}/cleanlab/seed{seed}/scores.csv",
-    params:
-        noisy=_noisy.rule_params(NOISY, "cleanlab"),
-        data=config["data"],
-        device=config["device"],
-    wildcard_constraints:
-        noise=r"[0-9.]+",
-        seed=r"\d+",
+        scores=f"{NOISY_DIR}/noise{{noise}}/cleanlab/seed{{seed}}/scores.csv",
     log:
-        "logs/noisy/noise{noise}/cleanlab/seed{seed}.log",
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.log",
     benchmark:
-        "benchmarks/noisy/noise{noise}/cleanlab/seed{seed}.tsv"
-    threads: NOISY_THREADS
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.tsv"
     resources:
         gpu=GPU,
         runtime=2880,  # cleanlab_folds networks, each (k - 1)/k of a noisy baseline
         mem_mb=8000,
-    conda:
-        ENV
-    script:
-        "../scripts/noisy_cleanlab.py"
+    params:
+        config=job_config("noisy.baseline", "noisy.cleanlab_folds", *NOISY_RUN_PARAMS),
+        device=DEVICE,
 
 
-rule table1_peers:
+use rule table1 as table1_peers with:
     input:
-        metrics=expand(f"{NOISY_RUN}/metrics.json", noise=NOISE_TAGS, method=NOISY_METHODS, seed=NOISY["seeds"]),
+        metrics=expand(
+            f"{NOISY_RUN}/metrics.json",
+            noise=NOISE_TAGS,
+            method=NOISY_METHODS,
+            seed=NOISY.seeds,
+        ),
     output:
         csv=report(
-            "results/tables/table1_peers.csv",
+            f"{NOISY_TABLES}/table1_peers.csv",
             caption="../report/table1_peers.rst",
             category=BEYOND,
             labels={"result": "Table 1 with the peer methods", "kind": "table"},
         ),
-        md="results/tables/table1_peers.md",
+        md=f"{NOISY_TABLES}/table1_peers.md",
     log:
-        "logs/tables/table1_peers.log",
-    resources:
-        runtime=5,
-        mem_mb=1000,
-    conda:
-        ENV
-    script:
-        "../scripts/table1_peers.py"
+        f"logs/tables/{NOISY_TAG}/table1_peers.log",
 
 
 rule label_errors:
@@ -108,30 +87,31 @@ rule label_errors:
         [run["path"] for run in LABEL_ERROR_RUNS],
     output:
         csv=report(
-            "results/tables/label_errors.csv",
+            f"{NOISY_TABLES}/label_errors.csv",
             caption="../report/label_errors.rst",
             category=BEYOND,
             labels={"result": "label-error detection", "kind": "table"},
         ),
-        md="results/tables/label_errors.md",
+        md=f"{NOISY_TABLES}/label_errors.md",
         png=report(
-            "results/figures/label_errors_pr.png",
+            f"{NOISY_FIGURES}/label_errors_pr.png",
             caption="../report/label_errors_pr.rst",
             category=BEYOND,
             labels={"result": "label-error detection", "kind": "figure"},
         ),
-        pdf="results/figures/label_errors_pr.pdf",
-    params:
-        runs=LABEL_ERROR_RUNS,
+        pdf=f"{NOISY_FIGURES}/label_errors_pr.pdf",
     log:
-        "logs/tables/label_errors.log",
+        f"logs/tables/{NOISY_TAG}/label_errors.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=10,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        runs=LABEL_ERROR_RUNS,
     script:
-        "../scripts/label_errors.py"
+        JOB
 
 
 rule peers_all:

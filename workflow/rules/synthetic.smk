@@ -1,6 +1,6 @@
 # Section 4.1 / Figure 1: the synthetic noisy-label experiment, one job per seed.
 
-SYN = config["synthetic"]
+SYN = CFG.synthetic
 
 
 rule synthetic_seed:
@@ -8,29 +8,29 @@ rule synthetic_seed:
         points="results/synthetic/seed{seed}/alpha.csv",
         history="results/synthetic/seed{seed}/history.csv",
         metrics="results/synthetic/seed{seed}/metrics.json",
-    params:
-        synthetic=SYN,
-        device=config["device"],
     log:
         "logs/synthetic/seed{seed}.log",
     benchmark:
         "benchmarks/synthetic/seed{seed}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=GPU,
         runtime=10,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        config=job_config("synthetic"),
+        device=DEVICE,
     script:
-        "../scripts/synthetic_seed.py"
+        JOB
 
 
 rule synthetic_summary:
     input:
-        metrics=expand("results/synthetic/seed{seed}/metrics.json", seed=SYN["seeds"]),
+        metrics=expand("results/synthetic/seed{seed}/metrics.json", seed=SYN.seeds),
     output:
-        report(
+        csv=report(
             "results/synthetic/summary.csv",
             caption="../report/synthetic_summary.rst",
             category="Section 4.1: synthetic noisy labels",
@@ -38,19 +38,20 @@ rule synthetic_summary:
         ),
     log:
         "logs/synthetic/summary.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=5,
         mem_mb=1000,
-    conda:
-        ENV
     script:
-        "../scripts/synthetic_summary.py"
+        JOB
 
 
 rule figure1:
     input:
-        points=expand("results/synthetic/seed{seed}/alpha.csv", seed=SYN["seeds"]),
-        histories=expand("results/synthetic/seed{seed}/history.csv", seed=SYN["seeds"]),
+        points=expand("results/synthetic/seed{seed}/alpha.csv", seed=SYN.seeds),
+        histories=expand("results/synthetic/seed{seed}/history.csv", seed=SYN.seeds),
     output:
         png=report(
             "results/figures/figure1.png",
@@ -59,18 +60,18 @@ rule figure1:
             labels={"result": "Figure 1", "kind": "figure"},
         ),
         pdf="results/figures/figure1.pdf",
-    params:
-        seeds=SYN["seeds"],
-        threshold=SYN.get("threshold", 0.1),
     log:
         "logs/figures/figure1.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=5,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        config=job_config("synthetic"),
     script:
-        "../scripts/figure1.py"
+        JOB
 
 
 rule synthetic_all:

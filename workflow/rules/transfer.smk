@@ -1,251 +1,264 @@
-# Section 4.3 / Table 2 (SVHN 0-4 -> MNIST 5-9), two-stage SOSELETO, and Appendix C / Figures 3-5
-# (SVHN 0-9 -> MNIST 5-9). Index files first, then one training job per (n_target, method, seed).
+# Section 4.3 / Table 2 (SVHN 0-4 -> MNIST 5-9 in the paper; any transfer.source/target),
+# two-stage SOSELETO, and Appendix C / Figures 3-5 (all source classes -> the target classes).
+# Index files first, then one training job per (n_target, method, seed). Results live under
+# results/transfer/<task>/.
 
-TR = config["transfer"]
-AC = TR["appendix_c"]
-DATA = config["data"]
-SRC_T2 = _transfer.classes_tag(TRANSFER_CFG.source_classes)
-SRC_AC = _transfer.classes_tag(TRANSFER_CFG.appendix_c.source_classes)
-TGT = _transfer.classes_tag(TRANSFER_CFG.target_classes)
-SPLITS = "results/transfer/splits"
-RUN = "results/transfer/table2/nt{nt}/seed{seed}"
+TR = CFG.transfer
+AC = TR.appendix_c
+TASK = P.transfer_tag(TR.source, TR.target)
+TASK_AC = P.transfer_tag(C.SideConfig(TR.source.dataset, AC.source_classes), TR.target)
+TR_DIR = f"results/transfer/{TASK}"
+SPLITS = f"{TR_DIR}/splits"
+TR_RUN = f"{TR_DIR}/nt{{nt}}/seed{{seed}}"
+AC_DIR = f"results/transfer/{TASK_AC}/appendix_c"
+TR_TABLES = f"results/tables/{TASK}"
+AC_FIGURES = f"results/figures/{TASK_AC}"
+TR_CATEGORY = f"Section 4.3: transfer ({TASK})"
+AC_CATEGORY = f"Appendix C: transfer ({TASK_AC})"
+# what every training job reads besides its own method's settings
+TASK_PARAMS = (
+    "transfer.source",
+    "transfer.target",
+    "transfer.image_size",
+    "transfer.model",
+    "data",
+)
 
 
 wildcard_constraints:
     nt="[0-9]+",
     seed="[0-9]+",
-    classes="[0-9]+",
 
 
 rule transfer_source_split:
     input:
-        "results/data/svhn.json",
+        manifest(TR.source.dataset),
     output:
-        f"{SPLITS}/svhn_train_{{classes}}.csv",
-    params:
-        kind="source",
-        data=DATA,
+        split=f"{SPLITS}/source.csv",
     log:
-        "logs/transfer/splits/svhn_train_{classes}.log",
+        f"logs/transfer/{TASK}/splits/source.log",
+    conda:
+        ENV
     resources:
         runtime=15,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        config=job_config("transfer.source", "data"),
     script:
-        "../scripts/transfer_split.py"
+        JOB
+
+
+use rule transfer_source_split as appendix_c_source_split with:
+    output:
+        split=f"{AC_DIR}/source.csv",
+    log:
+        f"logs/transfer/{TASK_AC}/splits/appendix_c_source.log",
+    params:
+        config=job_config("transfer.source", "transfer.appendix_c", "data"),
+        appendix_c=True,
 
 
 use rule transfer_source_split as transfer_target_split with:
     input:
-        "results/data/mnist.json",
+        manifest(TR.target.dataset),
     output:
-        f"{SPLITS}/mnist_train_{{classes}}_nt{{nt}}_seed{{seed}}.csv",
-    params:
-        kind="target",
-        data=DATA,
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
     log:
-        "logs/transfer/splits/mnist_train_{classes}_nt{nt}_seed{seed}.log",
-
-
-use rule transfer_source_split as transfer_test_split with:
-    input:
-        "results/data/mnist.json",
-    output:
-        f"{SPLITS}/mnist_test_{{classes}}.csv",
+        f"logs/transfer/{TASK}/splits/target_nt{{nt}}_seed{{seed}}.log",
     params:
-        kind="test",
-        data=DATA,
-    log:
-        "logs/transfer/splits/mnist_test_{classes}.log",
+        config=job_config("transfer.target", "data"),
 
 
 # -- training jobs ---------------------------------------------------------------------------------
 rule transfer_pretrain:
     input:
-        source=f"{SPLITS}/svhn_train_{SRC_T2}.csv",
+        source=f"{SPLITS}/source.csv",
     output:
-        metrics="results/transfer/pretrain/seed{seed}/metrics.json",
-        checkpoint="results/transfer/pretrain/seed{seed}/checkpoint.pt",
-    params:
-        method="pretrain",
-        transfer=_transfer.rule_params(TR, "pretrain"),
-        data=DATA,
-        device=config["device"],
+        metrics=f"{TR_DIR}/pretrain/seed{{seed}}/metrics.json",
+        checkpoint=f"{TR_DIR}/pretrain/seed{{seed}}/checkpoint.pt",
     log:
-        "logs/transfer/pretrain/seed{seed}.log",
+        f"logs/transfer/{TASK}/pretrain/seed{{seed}}.log",
     benchmark:
-        "benchmarks/transfer/pretrain/seed{seed}.tsv"
+        f"benchmarks/transfer/{TASK}/pretrain/seed{{seed}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=GPU,
         runtime=240,
         mem_mb=8000,
-    conda:
-        ENV
+    params:
+        method="pretrain",
+        config=job_config("transfer.pretrain", *TASK_PARAMS),
+        device=DEVICE,
     script:
-        "../scripts/transfer_run.py"
+        JOB
 
 
 use rule transfer_pretrain as transfer_target_only with:
     input:
-        target=f"{SPLITS}/mnist_train_{TGT}_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/mnist_test_{TGT}.csv",
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
     output:
-        metrics=f"{RUN}/target_only/metrics.json",
-        checkpoint=f"{RUN}/target_only/checkpoint.pt",
+        metrics=f"{TR_RUN}/target_only/metrics.json",
+        checkpoint=f"{TR_RUN}/target_only/checkpoint.pt",
+    log:
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/target_only.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/target_only.tsv"
     params:
         method="target_only",
-        transfer=_transfer.rule_params(TR, "target_only"),
-        data=DATA,
-        device=config["device"],
-    log:
-        "logs/transfer/table2/nt{nt}/seed{seed}/target_only.log",
-    benchmark:
-        "benchmarks/transfer/table2/nt{nt}/seed{seed}/target_only.tsv"
+        config=job_config("transfer.target_only", *TASK_PARAMS),
+        device=DEVICE,
 
 
 use rule transfer_pretrain as transfer_fine_tuning with:
     input:
-        target=f"{SPLITS}/mnist_train_{TGT}_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/mnist_test_{TGT}.csv",
-        pretrained="results/transfer/pretrain/seed{seed}/checkpoint.pt",
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
+        pretrained=f"{TR_DIR}/pretrain/seed{{seed}}/checkpoint.pt",
     output:
-        metrics=f"{RUN}/fine_tuning/metrics.json",
-        checkpoint=f"{RUN}/fine_tuning/checkpoint.pt",
+        metrics=f"{TR_RUN}/fine_tuning/metrics.json",
+        checkpoint=f"{TR_RUN}/fine_tuning/checkpoint.pt",
+    log:
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/fine_tuning.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/fine_tuning.tsv"
     params:
         method="fine_tuning",
-        transfer=_transfer.rule_params(TR, "pretrain", "finetune"),
-        data=DATA,
-        device=config["device"],
-    log:
-        "logs/transfer/table2/nt{nt}/seed{seed}/fine_tuning.log",
-    benchmark:
-        "benchmarks/transfer/table2/nt{nt}/seed{seed}/fine_tuning.tsv"
+        config=job_config("transfer.finetune", "transfer.pretrain", *TASK_PARAMS),
+        device=DEVICE,
 
 
 use rule transfer_pretrain as transfer_soseleto with:
     input:
-        source=f"{SPLITS}/svhn_train_{SRC_T2}.csv",
-        target=f"{SPLITS}/mnist_train_{TGT}_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/mnist_test_{TGT}.csv",
+        source=f"{SPLITS}/source.csv",
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
     output:
-        metrics=f"{RUN}/soseleto/metrics.json",
-        checkpoint=f"{RUN}/soseleto/checkpoint.pt",
-        alpha=f"{RUN}/soseleto/alpha.csv",
+        metrics=f"{TR_RUN}/soseleto/metrics.json",
+        checkpoint=f"{TR_RUN}/soseleto/checkpoint.pt",
+        alpha=f"{TR_RUN}/soseleto/alpha.csv",
+    log:
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto.tsv"
     params:
         method="soseleto",
-        transfer=_transfer.rule_params(TR, "soseleto"),
-        data=DATA,
-        device=config["device"],
-    log:
-        "logs/transfer/table2/nt{nt}/seed{seed}/soseleto.log",
-    benchmark:
-        "benchmarks/transfer/table2/nt{nt}/seed{seed}/soseleto.tsv"
+        config=job_config("transfer.soseleto", *TASK_PARAMS),
+        device=DEVICE,
 
 
 use rule transfer_pretrain as transfer_two_stage with:
     input:
-        target=f"{SPLITS}/mnist_train_{TGT}_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/mnist_test_{TGT}.csv",
-        stage1=f"{RUN}/soseleto/checkpoint.pt",
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
+        stage1=f"{TR_RUN}/soseleto/checkpoint.pt",
     output:
-        metrics=f"{RUN}/two_stage/metrics.json",
-        checkpoint=f"{RUN}/two_stage/checkpoint.pt",
-        alpha=f"{RUN}/two_stage/alpha.csv",
+        metrics=f"{TR_RUN}/two_stage/metrics.json",
+        checkpoint=f"{TR_RUN}/two_stage/checkpoint.pt",
+        alpha=f"{TR_RUN}/two_stage/alpha.csv",
+    log:
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/two_stage.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/two_stage.tsv"
     params:
         method="two_stage",
-        transfer=_transfer.rule_params(TR, "soseleto", "two_stage", "two_stage_init"),
-        data=DATA,
-        device=config["device"],
-    log:
-        "logs/transfer/table2/nt{nt}/seed{seed}/two_stage.log",
-    benchmark:
-        "benchmarks/transfer/table2/nt{nt}/seed{seed}/two_stage.tsv"
+        config=job_config(
+            "transfer.two_stage",
+            "transfer.soseleto",
+            "transfer.two_stage_init",
+            *TASK_PARAMS,
+        ),
+        device=DEVICE,
 
 
 use rule transfer_pretrain as appendix_c_run with:
     input:
-        source=f"{SPLITS}/svhn_train_{SRC_AC}.csv",
-        target=f"{SPLITS}/mnist_train_{TGT}_nt{TRANSFER_CFG.appendix_c.n_target}_seed{{seed}}.csv",
-        test=f"{SPLITS}/mnist_test_{TGT}.csv",
+        source=f"{AC_DIR}/source.csv",
+        target=f"{SPLITS}/target_nt{AC.n_target}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{AC.n_target}_seed{{seed}}.csv",
     output:
-        metrics="results/transfer/appendix_c/seed{seed}/metrics.json",
-        checkpoint="results/transfer/appendix_c/seed{seed}/checkpoint.pt",
-        alpha="results/transfer/appendix_c/seed{seed}/alpha.csv",
+        metrics=f"{AC_DIR}/seed{{seed}}/metrics.json",
+        checkpoint=f"{AC_DIR}/seed{{seed}}/checkpoint.pt",
+        alpha=f"{AC_DIR}/seed{{seed}}/alpha.csv",
+    log:
+        f"logs/transfer/{TASK_AC}/appendix_c/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK_AC}/appendix_c/seed{{seed}}.tsv"
     params:
         method="appendix_c",
-        transfer=_transfer.rule_params(TR, "soseleto", "appendix_c"),
-        data=DATA,
-        device=config["device"],
-    log:
-        "logs/transfer/appendix_c/seed{seed}.log",
-    benchmark:
-        "benchmarks/transfer/appendix_c/seed{seed}.tsv"
+        config=job_config("transfer.soseleto", "transfer.appendix_c", *TASK_PARAMS),
+        device=DEVICE,
 
 
 # -- tables and figures ----------------------------------------------------------------------------
 rule table2:
     input:
-        metrics=expand(f"{RUN}/{{method}}/metrics.json", nt=TRANSFER_CFG.n_target, seed=TR["seeds"], method=TRANSFER_CFG.methods),
+        metrics=expand(
+            f"{TR_RUN}/{{method}}/metrics.json",
+            nt=TR.n_target,
+            seed=TR.seeds,
+            method=TR.methods,
+        ),
     output:
         csv=report(
-            "results/tables/table2.csv",
+            f"{TR_TABLES}/table2.csv",
             caption="../report/table2.rst",
-            category="Section 4.3: transfer SVHN to MNIST",
+            category=TR_CATEGORY,
             labels={"result": "Table 2", "kind": "table"},
         ),
-        md="results/tables/table2.md",
+        md=f"{TR_TABLES}/table2.md",
     log:
-        "logs/tables/table2.log",
+        f"logs/tables/{TASK}/table2.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=5,
         mem_mb=1000,
-    conda:
-        ENV
     script:
-        "../scripts/table2.py"
+        JOB
 
 
 rule appendix_c:
     input:
-        metrics=expand("results/transfer/appendix_c/seed{seed}/metrics.json", seed=AC["seeds"]),
-        alpha=expand("results/transfer/appendix_c/seed{seed}/alpha.csv", seed=AC["seeds"]),
-        svhn="results/data/svhn.json",
+        metrics=expand(f"{AC_DIR}/seed{{seed}}/metrics.json", seed=AC.seeds),
+        alpha=expand(f"{AC_DIR}/seed{{seed}}/alpha.csv", seed=AC.seeds),
     output:
-        accuracy="results/tables/appendix_c.csv",
-        figure3_data="results/tables/figure3.csv",
+        accuracy=f"{TR_TABLES}/appendix_c.csv",
+        figure3_data=f"{TR_TABLES}/figure3.csv",
         figure3=report(
-            multiext("results/figures/figure3", ".png", ".pdf"),
+            multiext(f"{AC_FIGURES}/figure3", ".png", ".pdf"),
             caption="../report/figure3.rst",
-            category="Appendix C: SVHN 0-9 to MNIST 5-9",
+            category=AC_CATEGORY,
             labels={"result": "Figure 3", "kind": "figure"},
         ),
         figure4=report(
-            multiext("results/figures/figure4", ".png", ".pdf"),
+            multiext(f"{AC_FIGURES}/figure4", ".png", ".pdf"),
             caption="../report/figure4.rst",
-            category="Appendix C: SVHN 0-9 to MNIST 5-9",
+            category=AC_CATEGORY,
             labels={"result": "Figure 4", "kind": "figure"},
         ),
         figure5=report(
-            multiext("results/figures/figure5", ".png", ".pdf"),
+            multiext(f"{AC_FIGURES}/figure5", ".png", ".pdf"),
             caption="../report/figure5.rst",
-            category="Appendix C: SVHN 0-9 to MNIST 5-9",
+            category=AC_CATEGORY,
             labels={"result": "Figure 5", "kind": "figure"},
         ),
-    params:
-        seeds=AC["seeds"],
-        data=DATA,
-        appendix_c={k: getattr(TRANSFER_CFG.appendix_c, k) for k in ("threshold", "bad_quantile", "grid", "lowest")},
     log:
-        "logs/figures/appendix_c.log",
+        f"logs/figures/{TASK_AC}/appendix_c.log",
+    localrule: True
+    conda:
+        ENV
     resources:
         runtime=15,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        config=job_config("transfer.appendix_c", "data"),
     script:
-        "../scripts/appendix_c.py"
+        JOB
 
 
 rule transfer_all:

@@ -1,0 +1,130 @@
+"""Networks split into features (theta) and classifier (phi), as in section 3 of the paper.
+
+A model is built as a pair ``(features, classifier)``: ``features`` maps an input batch to a
+``(B, D)`` representation, ``classifier`` maps it to ``(B, n_classes)`` logits. SOSELETO shares
+``features`` between source and target and gives each its own classifier in transfer mode (or one
+shared classifier in noisy-label mode). Adding a model is one function registered in ``MODELS``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from soseleto.core.rng import seeded
+
+
+def mlp_features(in_shape: tuple[int, ...], *, hidden: int = 32, depth: int = 2) -> tuple[nn.Module, int]:
+    """ReLU MLP on flat inputs, e.g. the 2-D synthetic problem. Returns (module, feature_dim)."""
+    in_dim = int(torch.tensor(in_shape).prod())
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*layers), hidden
+
+
+def lenet_features(in_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """Caffe's LeNet: conv5-20, maxpool2, conv5-50, maxpool2, fc500, ReLU. Input (B, C, 28, 28)."""
+    c, h, w = in_shape
+    body = nn.Sequential(
+        nn.Conv2d(c, 20, 5), nn.MaxPool2d(2),  # (B, 20, 12, 12) for 28x28
+        nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),  # (B, 50, 4, 4)
+        nn.Flatten(),
+    )
+    flat = _flat_dim(body, in_shape)
+    return nn.Sequential(body, nn.Linear(flat, 500), nn.ReLU()), 500
+
+
+def cifar_quick_features(in_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """Caffe's "CIFAR-10 Quick": (conv5-32, maxpool3/2, relu), (conv5-32, relu, avepool3/2),
+    (conv5-64, relu, avepool3/2), fc64. Input (B, 3, 32, 32).
+
+    Caffe rounds pooled sizes up (32 -> 16 -> 8 -> 4), hence ``ceil_mode=True``; like the
+    prototxt there is no non-linearity between ip1 (fc64, the last feature layer) and ip2 (the
+    classifier).
+    """
+    c, h, w = in_shape
+    body = nn.Sequential(
+        nn.Conv2d(c, 32, 5, padding=2), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),  # (B, 32, 16, 16)
+        nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),  # (B, 32, 8, 8)
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),  # (B, 64, 4, 4)
+        nn.Flatten(),
+    )
+    flat = _flat_dim(body, in_shape)
+    return nn.Sequential(body, nn.Linear(flat, 64)), 64
+
+
+def bn_convnet_features(in_shape: tuple[int, ...], *, width: int = 16) -> tuple[nn.Module, int]:
+    """A small conv net with BatchNorm, for testing the trainer with batch statistics."""
+    c = in_shape[0]
+    body = nn.Sequential(
+        nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+    return body, 2 * width
+
+
+def resnet18_features(in_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    """torchvision's ResNet-18 up to its global average pool, flattened: ``(B, C, H, W) -> (B, 512)``.
+
+    Everything before ``fc`` is the features; ``fc`` becomes the separate classifier. The stem is
+    the ImageNet one (7x7/2 conv, 3x3/2 max pool), which 32x32 inputs also pass through (to 1x1 at
+    the last stage); a first layer for ``C != 3`` input channels replaces ``conv1``.
+    """
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=10)
+    if in_shape[0] != 3:
+        net.conv1 = nn.Conv2d(in_shape[0], 64, 7, 2, 3, bias=False)
+    net.fc = nn.Identity()
+    return net, 512
+
+
+MODELS: dict[str, Callable[..., tuple[nn.Module, int]]] = {
+    "mlp": mlp_features,
+    "lenet": lenet_features,
+    "cifar_quick": cifar_quick_features,
+    "bn_convnet": bn_convnet_features,
+    "resnet18": resnet18_features,
+}
+
+
+def build_features(name: str, in_shape: tuple[int, ...], **kwargs) -> tuple[nn.Module, int]:
+    """Build the feature extractor ``name`` for inputs of shape ``in_shape`` (no batch dim)."""
+    if name not in MODELS:
+        raise ValueError(f"model={name!r} is unknown; choose one of {sorted(MODELS)}")
+    return MODELS[name](tuple(in_shape), **kwargs)
+
+
+def build_classifier(feature_dim: int, n_classes: int) -> nn.Module:
+    """The classifier phi: one linear layer on the features."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes} must be at least 2")
+    return nn.Linear(feature_dim, n_classes)
+
+
+def choose_model(shape: tuple[int, ...]) -> str:
+    """The feature network that fits images of ``shape`` (C, H, W): LeNet for gray images of at
+    least 16 px, CIFAR-10 Quick for other images of at least 8 px, otherwise an MLP."""
+    if len(shape) != 3 or min(shape[1:]) < 8:
+        return "mlp"
+    return "lenet" if shape[0] == 1 and min(shape[1:]) >= 16 else "cifar_quick"
+
+
+def build(model: str, in_shape: tuple[int, ...], classes: list[int], *, seed: int, **kwargs) -> tuple[nn.Module, list[nn.Module]]:
+    """Features ``model`` (``"auto"``: :func:`choose_model`) and one linear classifier per entry of
+    ``classes`` (its class count), initialised from ``seed`` without touching the caller's RNG."""
+    name = choose_model(tuple(in_shape)) if model == "auto" else model
+    with seeded(seed):
+        features, dim = build_features(name, in_shape, **kwargs)
+        return features, [build_classifier(dim, k) for k in classes]
+
+
+def _flat_dim(body: nn.Module, in_shape: tuple[int, ...]) -> int:
+    with torch.no_grad():
+        return int(body(torch.zeros(1, *in_shape)).shape[1])

@@ -1,0 +1,164 @@
+"""SOSELETO, Algorithm 1 of the paper: one step and its state (the epochs: :func:`soseleto.core.loop.train`).
+
+One :meth:`Soseleto.step`, with every gradient taken at the current parameters ``theta_m``
+(equation 5's approximation ``dL_t/dtheta(theta_m)``):
+
+1. target forward/backward on a target batch -> ``g = dL_t/dtheta`` and ``dL_t/dphi_t``;
+2. per-sample source losses ``l_j`` and alignments ``a_j = d l_j/dtheta . g``, without per-sample
+   gradients: one dual-number forward (:mod:`soseleto.core.forward_mode`, any network) or, for
+   networks whose samples never interact, from the backward pass itself (:mod:`soseleto.core.ghost`);
+3. backward of ``L_s = c_s * sum_j alpha_j l_j`` -> ``Q alpha_b`` and ``R alpha_b``
+   (``q_j = c_s * d l_j/dtheta``; ``c_s`` = 1/|batch| or 1/n_s, see ``loss_scale``);
+4. SGD step: ``theta -= lr_p Q alpha_b``, ``phi_s -= lr_p R alpha_b``, ``phi_t -= lr_p dL_t/dphi_t``
+   (in noisy-label mode ``phi_t = phi_s``: the shared classifier receives both);
+5. equation (5): ``alpha_b <- clip(alpha_b + lr_alpha * lr_p * c_s * a_j)``.
+
+No host-device synchronisation happens inside a step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soseleto.config import SoseletoConfig
+from soseleto.core import ghost
+from soseleto.core.evaluate import accuracy, predict
+from soseleto.core.forward_mode import losses_and_alignment
+from soseleto.core.loop import Labeled
+
+ALIGNMENTS = ("auto", "forward", "ghost")
+
+
+class Soseleto:
+    """Theta (``features``), phi_s, phi_t and one alpha per source sample, with their SGD optimiser.
+
+    Parameters
+    ----------
+    features
+        theta: maps a batch to ``(B, D)`` features.
+    source_head
+        phi_s: ``(B, D) -> (B, K_s)``.
+    target_head
+        phi_t, or ``None`` for the noisy-label mode in which phi_t is phi_s (shared classifier).
+    n_source
+        Number of source samples (length of alpha).
+    cfg
+        :class:`~soseleto.config.SoseletoConfig`.
+    n_target
+        Target set size; only used by ``loss_scale='dataset'``.
+    device
+        Where parameters and alpha live.
+    alignment
+        How ``a_j`` is computed: ``"forward"`` (any network), ``"ghost"`` (networks without
+        cross-sample layers) or ``"auto"`` (ghost where :func:`soseleto.core.ghost.supports` holds).
+        Both are exact; ghost is faster.
+    """
+
+    def __init__(self, features: nn.Module, source_head: nn.Module, target_head: nn.Module | None, *,
+                 n_source: int, cfg: SoseletoConfig, n_target: int | None = None,
+                 device: torch.device | str = "cpu", alignment: str = "auto") -> None:
+        if (target_head is None) != cfg.shared_classifier:
+            raise ValueError("shared_classifier=True needs target_head=None (phi_t = phi_s); "
+                             "shared_classifier=False needs a separate target_head")
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment={alignment!r} is invalid; choose one of {ALIGNMENTS}")
+        if cfg.loss_scale == "dataset" and n_target is None:
+            raise ValueError("loss_scale='dataset' needs n_target")
+        self.cfg, self.device = cfg, torch.device(device)
+        self.features = features.to(self.device)
+        self.source_head = source_head.to(self.device)
+        self.shared = target_head is None
+        self.target_head = self.source_head if self.shared else target_head.to(self.device)
+        self.n_source, self.n_target = int(n_source), n_target
+        self.alpha = torch.full((self.n_source,), float(cfg.alpha_init), device=self.device)
+        params = [*self.features.parameters(), *self.source_head.parameters()]
+        if not self.shared:
+            params += list(self.target_head.parameters())
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr_p, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self._feature_names = [n for n, _ in self.features.named_parameters()]
+        self._head_names = [n for n, _ in self.target_head.named_parameters()]
+        per_sample = ghost.supports(self.features, self.source_head)
+        if alignment == "ghost" and not per_sample:
+            raise ValueError("alignment='ghost' needs a network without cross-sample layers (e.g. BatchNorm)")
+        self.alignment = ("ghost" if per_sample else "forward") if alignment == "auto" else alignment
+
+    def step(self, xs: torch.Tensor, ys: torch.Tensor, idx: torch.Tensor, xt: torch.Tensor,
+             yt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration on source batch ``(xs, ys)`` with alpha indices ``idx`` ``(B_s,)`` and target
+        batch ``(xt, yt)``; returns the detached weighted source loss and the target loss."""
+        cfg = self.cfg
+        c_s, c_t = self._scales(len(ys), len(yt))
+        self.features.train(), self.source_head.train(), self.target_head.train()
+
+        # 1. target gradient at theta_m (and phi_t's own gradient)
+        loss_t = F.cross_entropy(self.target_head(self.features(xt)), yt, reduction="sum") * c_t
+        theta, phi_t = list(self.features.parameters()), list(self.target_head.parameters())
+        grads = torch.autograd.grad(loss_t, theta + phi_t)
+        g_theta, g_phi_t = dict(zip(self._feature_names, grads[: len(theta)])), grads[len(theta) :]
+        del grads
+
+        # 2.-3. losses l_j, alignments a_j and the gradient of c_s * sum_j alpha_j l_j (alpha before its update)
+        g_head = dict(zip(self._head_names, g_phi_t)) if self.shared and cfg.alpha_grad == "all" else None
+        alpha_b = self.alpha[idx]
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.alignment == "ghost":
+            losses, align = ghost.weighted_backward_and_alignment(
+                self.features, self.source_head, xs, ys, alpha_b * c_s, g_theta, g_head)
+        else:
+            losses, align = losses_and_alignment(self.features, self.source_head, xs, ys, g_theta, g_head)
+            g_theta.clear()  # g is not needed any more: free it before backward makes gradients
+            ((alpha_b * losses).sum() * c_s).backward()
+        loss_s = (alpha_b * losses.detach()).sum() * c_s
+
+        # 4. SGD step of theta, phi_s and phi_t
+        for p, g in zip(phi_t, g_phi_t):
+            p.grad = g if p.grad is None else p.grad.add_(g)
+        self.optimizer.step()
+
+        # 5. equation (5)
+        self.alpha[idx] = updated_alpha(alpha_b, align, step=cfg.lr_alpha * cfg.lr_p * c_s,
+                                        lo=cfg.alpha_min, hi=cfg.alpha_max)
+        return loss_s.detach(), loss_t.detach()
+
+    def summary(self) -> dict[str, float]:
+        return {"alpha_mean": float(self.alpha.mean())}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: parameters, optimiser (momentum buffers), alpha."""
+        return {"features": self.features.state_dict(), "source_head": self.source_head.state_dict(),
+                "target_head": None if self.shared else self.target_head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "alpha": self.alpha.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["alpha"].shape != self.alpha.shape:
+            raise ValueError(f"checkpoint has {state['alpha'].numel()} alphas, this run {self.alpha.numel()}")
+        self.features.load_state_dict(state["features"])
+        self.source_head.load_state_dict(state["source_head"])
+        if not self.shared:
+            self.target_head.load_state_dict(state["target_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.alpha.copy_(state["alpha"].to(self.device))
+
+    def predict(self, x: torch.Tensor, *, head: str = "target") -> torch.Tensor:
+        """Class predictions ``(N,)`` of the target (or source) network, in eval mode."""
+        return predict(self.features, self.target_head if head == "target" else self.source_head, x)
+
+    def accuracy(self, data: Labeled, *, head: str = "target") -> float:
+        """Fraction of ``data`` classified correctly by the target (or source) network."""
+        return accuracy(self.features, self.target_head if head == "target" else self.source_head, data.x, data.y)
+
+    def _scales(self, b_s: int, b_t: int) -> tuple[float, float]:
+        if self.cfg.loss_scale == "dataset":
+            return 1.0 / self.n_source, 1.0 / self.n_target
+        return 1.0 / b_s, 1.0 / b_t
+
+
+def updated_alpha(alpha_b: torch.Tensor, alignment: torch.Tensor, *, step: float, lo: float, hi: float) -> torch.Tensor:
+    """Equation (5) with the clip range [lo, hi]: ``clip(alpha_b + step * alignment)``; ``step`` is
+    ``lr_alpha * lr_p * c`` (``c`` the per-sample loss scale), so that ``step * alignment =
+    lr_alpha * lr_p * Q^T dL_t/dtheta``."""
+    return (alpha_b + step * alignment).clamp_(lo, hi)

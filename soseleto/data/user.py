@@ -1,0 +1,165 @@
+"""The user's own image sets for ``soseleto fit``: parse a set spec, load it, check it.
+
+A spec names one labelled image set, optionally followed by ``:CLASSES``:
+
+* ``cifar10:train``, ``mnist:test:5,6,7,8,9``, ``svhn:train:0-4`` -- a torchvision data set
+  (``NAME:SPLIT[:CLASSES]``, NAME one of :data:`soseleto.sets.DATASETS`);
+* ``path/to/file.npz[:CLASSES]`` -- arrays ``x`` uint8 ``(N, H, W)`` or ``(N, H, W, C)`` and ``y``
+  integer ``(N,)``;
+* ``path/to/folder[:CLASSES]`` -- torchvision's ImageFolder layout, one sub-folder per class
+  (sorted names -> labels 0, 1, ...); gray when the first image is gray, RGB otherwise.
+
+``CLASSES`` (comma-separated labels, ``a-b`` ranges allowed) keeps only those labels and renumbers
+them by their position in the list, so ``mnist:test:5,6,7,8,9`` has labels 0..4. Every loader
+returns uint8 ``(N, C, H, W)`` images; every problem raises ``ValueError`` or
+``FileNotFoundError`` naming the spec and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from soseleto.data import files, images, sets
+
+_CLASSES = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """A parsed spec: ``kind`` is ``torchvision``, ``npz`` or ``folder``."""
+
+    text: str
+    kind: str
+    location: str  # data set name or path
+    split: str | None = None  # torchvision only
+    classes: tuple[int, ...] | None = None
+
+
+@dataclass
+class ImageSet:
+    """A loaded set: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)`` in ``[0, n_classes)``."""
+
+    spec: SetSpec
+    x: torch.Tensor
+    y: torch.Tensor
+    n_classes: int
+    index: torch.Tensor  # (N,) row of each sample in the file / data set before the class subset
+    original_label: torch.Tensor  # (N,) label before renumbering by CLASSES
+    class_names: list[str] | None = None  # folder names (ImageFolder only)
+    paths: list[str] | None = None  # image file of each sample (ImageFolder only)
+    n_rows: int | None = None  # samples in the file / data set before the class subset
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])
+
+
+def parse_spec(text: str) -> SetSpec:
+    """Parse a spec string (see the module docstring); raises ``ValueError`` on a malformed one."""
+    if not text or not text.strip():
+        raise ValueError("empty data set spec")
+    body, classes = text, None
+    head, sep, tail = text.rpartition(":")
+    if sep and head and _CLASSES.match(tail) and not Path(text).exists():
+        body, classes = head, _parse_classes(tail, text)
+    name, _, split = body.partition(":")
+    if name.lower() in sets.DATASETS and not Path(body).exists():
+        if not split:
+            raise ValueError(f"{text!r}: a torchvision set needs a split, e.g. {name}:train or {name}:test")
+        if split not in sets.DATASETS[name.lower()].files:
+            raise ValueError(f"{text!r}: split={split!r} is invalid; choose one of {sorted(sets.DATASETS[name.lower()].files)}")
+        return SetSpec(text, "torchvision", name.lower(), split, classes)
+    path = Path(body)
+    if body.endswith(".npz") and path.is_file():
+        kind = "npz"
+    elif path.is_dir():
+        kind = "folder"
+    elif path.exists():
+        raise ValueError(f"{text!r}: {body} is neither an .npz file nor an ImageFolder directory")
+    else:
+        raise FileNotFoundError(
+            f"{text!r}: no such file or directory {body!r}, and not a torchvision set "
+            f"(NAME:SPLIT[:CLASSES] with NAME one of {sorted(sets.DATASETS)})"
+        )
+    return SetSpec(text, kind, body, None, classes)
+
+
+def load_set(spec: SetSpec | str, *, data_dir: str | Path = "data", download: bool = False,
+             size: tuple[int, int] | None = None) -> ImageSet:
+    """Load ``spec`` as uint8 ``(N, C, H, W)`` images, keep its ``CLASSES`` and renumber them.
+
+    ``size`` (H, W) resizes ImageFolder images while they are read (they may differ in size);
+    other sets are resized later by :func:`harmonise`. Raises ``ValueError`` when the set is empty
+    after the class subset or its labels are not non-negative integers.
+    """
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    names = paths = None
+    if spec.kind == "torchvision":
+        x, y = sets.load_torchvision(spec.location, spec.split, data_dir, download=download)
+        n_classes = sets.DATASETS[spec.location].n_classes
+    elif spec.kind == "npz":
+        x, y = files.read_npz(spec.location, name=spec.text)
+        n_classes = int(y.max()) + 1 if len(y) else 0
+    else:
+        x, y, names, paths = files.read_folder(spec.location, size=size, name=spec.text)
+        n_classes = len(names)
+    index = torch.arange(len(y))
+    original, n_rows = y, len(y)
+    if spec.classes is not None:
+        bad = [c for c in spec.classes if c >= n_classes]
+        if bad:
+            raise ValueError(f"{spec.text!r}: classes {bad} are not labels of this set (labels 0..{n_classes - 1})")
+        x, original, index = images.subset_classes(x, y, list(spec.classes))
+        y = images.remap_labels(original, list(spec.classes))
+        n_classes = len(spec.classes)
+        names = [names[c] for c in spec.classes] if names else None
+        paths = [paths[i] for i in index.tolist()] if paths else None
+    if len(y) == 0:
+        raise ValueError(f"{spec.text!r}: the set is empty" + (f" after keeping classes {list(spec.classes)}" if spec.classes else ""))
+    return ImageSet(spec, x, y, n_classes, index, original, names, paths, n_rows)
+
+
+def harmonise(sets: list[ImageSet], *, gray: bool = False, size: tuple[int, int] | None = None) -> None:
+    """Bring every set to one image shape, in place: ``gray`` converts RGB to luminance, ``size``
+    resizes to (H, W). Raises ``ValueError`` naming the sets whose shapes then still differ."""
+    for s in sets:
+        if gray and s.x.shape[1] != 1:
+            s.x = images.to_gray_resized(s.x, size or tuple(s.x.shape[2:]))
+        elif size is not None and tuple(s.x.shape[2:]) != tuple(size):
+            f = F.interpolate(s.x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+            s.x = f.round().clamp(0, 255).to(torch.uint8)
+    shapes = {s.spec.text: s.shape for s in sets}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        raise ValueError(f"mismatched image shapes (C, H, W): {listed}; use --gray and/or --size HxW to convert them")
+
+
+def check_labels(s: ImageSet, n_classes: int, *, against: str) -> None:
+    """Raise ``ValueError`` when a label of ``s`` is outside ``[0, n_classes)`` (the classes of ``against``)."""
+    bad = s.y >= n_classes
+    if bad.any():
+        first = int(torch.nonzero(bad)[0])
+        raise ValueError(
+            f"{s.spec.text!r}: label {int(s.y[first])} (sample {int(s.index[first])}) is outside the "
+            f"{n_classes} classes of {against} (labels 0..{n_classes - 1})"
+        )
+
+
+def _parse_classes(tail: str, text: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in tail.split(","):
+        lo, _, hi = part.partition("-")
+        if hi and int(hi) < int(lo):
+            raise ValueError(f"{text!r}: class range {part!r} is empty")
+        out += range(int(lo), int(hi or lo) + 1)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{text!r}: classes {tail!r} repeat a label")
+    return tuple(out)

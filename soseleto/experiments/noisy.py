@@ -1,0 +1,258 @@
+"""The Table 1 protocol (section 4.2): learning with noisy labels on any labelled image set.
+
+Per noise level: a confusion matrix (diagonal ``1 - noise``, random row-stochastic off-diagonals)
+and a split of the set into a test part (the set's own test split, or ``test_per_class`` images per
+class held out), a clean class-balanced target (of which ``validation_per_class`` images per class
+are held out of training to choose an epoch) and a noisy source whose labels are resampled from the
+matrix. Per (noise level, method, seed): one training run of
+
+* ``noisy_baseline``: the network trained on the noisy source as if it were clean;
+* ``soseleto``: Algorithm 1 with the noisy source and the clean target (shared classifier);
+* ``finetune``: the noisy baseline's network, trained further on the clean target;
+* beyond the paper, the peers of :mod:`soseleto.methods.peers` on the same split, seeds and network.
+
+Every run records the test (and validation) accuracy after every epoch, its final test accuracy
+and the test accuracy at the epoch of best validation accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from soseleto.config import (PEER_METHODS, DataConfig, NoisySplitConfig, PairedConfig, PeerConfig, PlainConfig,
+                             SoseletoConfig)
+from soseleto.core.checkpoint import identity, load_checkpoint, publish, resume_path
+from soseleto.core.device import resolve_device
+from soseleto.core.evaluate import accuracy
+from soseleto.core.loop import EpochStats, Labeled, RunResult, train
+from soseleto.core.models import build
+from soseleto.core.soseleto import Soseleto
+from soseleto.data import images, sets
+from soseleto.data.noise import confusion_matrix, corrupt_labels
+from soseleto.io import provenance, write_csv, write_json
+from soseleto.methods.peers import train_peer
+from soseleto.methods.plain import train_plain
+
+log = logging.getLogger(__name__)
+
+ROLES = ("source", "target", "validation", "test")
+
+
+# -- the data split ---------------------------------------------------------------------------------
+def make_split(y: torch.Tensor, matrix: np.ndarray, *, n_target: int, seed: int, validation_per_class: int = 0,
+               test_per_class: int | None = None) -> pd.DataFrame:
+    """Split the labels ``y`` ``(N,)`` of a set into test, clean target, validation and noisy source.
+
+    With ``test_per_class``, that many images per class become the ``test`` role (drawn with
+    ``seed + 2``). Of the rest, ``n_target`` (``n_target / K`` per class, drawn with ``seed``) are
+    the clean target, ``validation_per_class`` per class of which (drawn with ``seed + 3``) are
+    ``validation``; every other image is ``source``, its label resampled from ``matrix[true
+    label]`` (draws from ``seed + 1``). Returns one row per image: ``index``, ``role``,
+    ``true_label``, ``label`` (what training sees), ``noisy``.
+    """
+    k = len(matrix)
+    if n_target % k:
+        raise ValueError(f"n_target={n_target} is not a multiple of the {k} classes")
+    role = np.full(len(y), "source", dtype=object)
+    pool = torch.arange(len(y))
+    if test_per_class:
+        role[images.class_balanced_indices(y, test_per_class, seed=seed + 2, classes=list(range(k))).numpy()] = "test"
+        pool = torch.from_numpy(np.flatnonzero(role == "source"))
+    target = pool[images.class_balanced_indices(y[pool], n_target // k, seed=seed, classes=list(range(k)))]
+    role[target.numpy()] = "target"
+    if validation_per_class:
+        if validation_per_class >= n_target // k:
+            raise ValueError(f"validation_per_class={validation_per_class} leaves no clean target image of a class "
+                             f"(n_target={n_target} is {n_target // k} per class)")
+        val = target[images.class_balanced_indices(y[target], validation_per_class, seed=seed + 3)]
+        role[val.numpy()] = "validation"
+    source = torch.from_numpy(np.flatnonzero(role == "source"))
+    label = y.clone()
+    label[source] = corrupt_labels(y[source], matrix, seed=seed + 1)
+    return pd.DataFrame({"index": np.arange(len(y)), "role": role.astype(str), "true_label": y.numpy(),
+                         "label": label.numpy(), "noisy": (label != y).numpy()})
+
+
+def write_split(split_cfg: NoisySplitConfig, data: DataConfig, *, noise: float, outputs: dict[str, str]) -> dict:
+    """Draw the confusion matrix for ``noise`` and the split; write ``outputs['split']`` (CSV),
+    ``outputs['confusion']`` (CSV) and ``outputs['info']`` (JSON summary)."""
+    _, y = sets.load_labelled(split_cfg.dataset, "train", data)
+    k = sets.n_classes(split_cfg.dataset, y)
+    matrix = confusion_matrix(k, noise, seed=split_cfg.matrix_seed)
+    split = make_split(y, matrix, n_target=split_cfg.n_target, seed=split_cfg.split_seed,
+                       validation_per_class=split_cfg.validation_per_class, test_per_class=split_cfg.test_per_class)
+    src = split[split.role == "source"]
+    info = {"noise": noise, "realised_noise": float(src.noisy.mean()), "n_classes": k,
+            **{f"n_{r}": int((split.role == r).sum()) for r in ROLES},
+            "target_per_class": split[split.role == "target"].true_label.value_counts().sort_index().tolist()}
+    prov = provenance({"split": split_cfg, "data": data}, noise=noise)
+    frame = pd.DataFrame(matrix, columns=[str(j) for j in range(k)])
+    frame.insert(0, "true_label", np.arange(k))
+    write_csv(frame, outputs["confusion"], prov=prov)
+    write_csv(split, outputs["split"], prov=prov)
+    write_json(info, outputs["info"], prov=prov)
+    log.info("noise %g: %d source (realised noise %.4f), %d target, %d validation, %d test", noise,
+             info["n_source"], info["realised_noise"], info["n_target"], info["n_validation"], info["n_test"])
+    return info
+
+
+def read_confusion(path: str) -> np.ndarray:
+    """The ``(K, K)`` matrix of a ``confusion.csv`` written by :func:`write_split`."""
+    return pd.read_csv(path, index_col="true_label").to_numpy()
+
+
+# -- one training run -------------------------------------------------------------------------------
+@dataclass
+class NoisySets:
+    """The sets of one split as normalised float tensors (``validation`` is ``None`` without one)."""
+
+    source: Labeled  # noisy labels
+    target: Labeled  # clean
+    validation: Labeled | None
+    test: Labeled
+    n_classes: int
+    shape: tuple[int, ...]
+
+
+def load_sets(split_cfg: NoisySplitConfig, data: DataConfig, split: pd.DataFrame) -> NoisySets:
+    """The split's sets, standardised per channel with the statistics of every image that is not test."""
+    x, y = sets.load_labelled(split_cfg.dataset, "train", data)
+    if len(split) != len(y) or not np.array_equal(split.true_label.to_numpy(), y.numpy()):
+        raise ValueError(f"the split does not match the data set {split_cfg.dataset!r} (different data?); rebuild it")
+    test_rows = split.role.to_numpy() == "test"
+    mean, std = images.channel_stats(x[torch.from_numpy(~test_rows)] if test_rows.any() else x)
+
+    def subset(role: str) -> Labeled | None:
+        frame = split[split.role == role]
+        if frame.empty:
+            return None
+        idx = torch.tensor(frame["index"].to_numpy())
+        return Labeled(images.to_float(x[idx], mean=mean, std=std), torch.tensor(frame.label.to_numpy()))
+
+    if test_rows.any():
+        test = subset("test")
+    else:
+        xt, yt = sets.load_labelled(split_cfg.dataset, "test", data)
+        test = Labeled(images.to_float(xt, mean=mean, std=std), yt)
+    return NoisySets(subset("source"), subset("target"), subset("validation"), test,
+                     sets.n_classes(split_cfg.dataset, y), tuple(x.shape[1:]))
+
+
+Settings = SoseletoConfig | PlainConfig | PairedConfig
+
+
+def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
+               noise: float, seed: int, device: str, split_csv: str, outputs: dict[str, str],
+               peers: PeerConfig | None = None, init: tuple[str, PlainConfig] | None = None) -> dict:
+    """Train ``method`` with ``settings`` for one (noise level, seed); write ``outputs['metrics']``
+    (JSON), ``outputs['checkpoint']`` and, for ``soseleto`` / ``l2rw``, ``outputs['alpha']`` /
+    ``outputs['scores']`` (the per-source-sample table, see :func:`source_alpha_table`).
+
+    The resumable state lives in ``<checkpoint>.resume`` while training, so a killed job resumes;
+    it is published as the checkpoint once everything else is written. ``finetune`` starts from
+    ``init`` = (the noisy baseline's checkpoint, its settings).
+    """
+    table_key = {"soseleto": "alpha", "l2rw": "scores"}.get(method)
+    extra_outputs = sorted(set(outputs) - {"metrics", "checkpoint"})
+    if extra_outputs != ([table_key] if table_key else []):
+        raise ValueError(f"{method} writes metrics, checkpoint{', ' + table_key if table_key else ''}; "
+                         f"got outputs {sorted(outputs)}")
+    dev = resolve_device(device)
+    split = pd.read_csv(split_csv)
+    data_sets = load_sets(split_cfg, data, split)
+    features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=seed)
+    context = {"noise": noise, "split": split_cfg, "model": model, "data": data}
+    ident = identity(method, settings, seed=seed, peers=peers, **context)
+    log.info("%s, noise %g, seed %d on %s: %d source, %d target, %d test", method, noise, seed, dev,
+             len(data_sets.source), len(data_sets.target), len(data_sets.test))
+    extra: dict[str, Any] = {}
+    if method == "finetune":
+        if init is None:
+            raise ValueError("finetune needs init: the noisy baseline's checkpoint and settings")
+        state = load_checkpoint(init[0], map_location="cpu", config=identity("noisy_baseline", init[1], seed=seed,
+                                                                               peers=None, **context))
+        features.load_state_dict(state["features"]), head.load_state_dict(state["head"])
+        extra["init_accuracy"] = accuracy(features, head, data_sets.test.x, data_sets.test.y)
+    resume = resume_path(outputs["checkpoint"])
+    run = _train(method, settings, features, head, data_sets, seed=seed, device=dev, peers=peers,
+                 checkpoint=resume, identity=ident)
+    metrics = {"method": method, "noise": noise, "seed": seed, "realised_noise": float(split[split.role == "source"].noisy.mean()),
+               **{f"n_{r}": len(getattr(data_sets, r)) if getattr(data_sets, r) is not None else 0 for r in ROLES},
+               **run_summary(run.history, settings.epochs), **extra}
+    if table_key:
+        table = source_alpha_table(split, run.scores, column="alpha" if method == "soseleto" else "score")
+        if "draws" in run.extra:
+            table["draws"] = run.extra["draws"].astype(int)
+        metrics.update(_mean_by_truth(table, table.columns[4]))
+    metrics.update({k: np.asarray(v).tolist() for k, v in run.extra.items() if k != "draws"})
+    prov = provenance({"settings": settings, "peers": peers, **context}, method=method, noise=noise, seed=seed,
+                      device=str(dev))
+    if table_key:
+        write_csv(table, outputs[table_key], prov=prov)
+    write_json(metrics, outputs["metrics"], prov=prov)
+    publish(resume, outputs["checkpoint"])
+    log.info("%s, noise %g, seed %d: test accuracy %.4f", method, noise, seed, metrics["accuracy"])
+    return metrics
+
+
+def _train(method: str, settings: Settings, features, head, data: NoisySets, *, seed: int, device, peers,
+           checkpoint: str, identity: dict) -> RunResult:
+    """One run of ``method``; its history records the test (and validation) accuracy per epoch."""
+    common = {"seed": seed, "device": device, "checkpoint": checkpoint, "identity": identity,
+              "monitors": monitors(features, head, data)}
+    if method == "soseleto":
+        trainer = Soseleto(features, head, None, n_source=len(data.source), n_target=len(data.target),
+                           cfg=settings, device=device)
+        history = train(trainer, data.source, data.target, schedule=settings.schedule, name=method, **common)
+        return RunResult(history, trainer.alpha.cpu().numpy())
+    if method in ("noisy_baseline", "finetune"):
+        train_set = data.source if method == "noisy_baseline" else data.target
+        return RunResult(train_plain(features, head, train_set, settings, name=method, **common))
+    if method in PEER_METHODS:
+        return train_peer(method, features, head, data.source, data.target, settings, peers, **common)
+    raise ValueError(f"method={method!r} is invalid; choose one of noisy_baseline, soseleto, finetune, {PEER_METHODS}")
+
+
+def monitors(features, head, data: NoisySets) -> dict[str, Callable[[], float]]:
+    """Per-epoch test accuracy, and validation accuracy when the split has a validation part."""
+    out = {"test_accuracy": lambda: accuracy(features, head, data.test.x, data.test.y)}
+    if data.validation is not None:
+        out["validation_accuracy"] = lambda: accuracy(features, head, data.validation.x, data.validation.y)
+    return out
+
+
+def run_summary(history: list[EpochStats], epochs: int) -> dict[str, Any]:
+    """Final test accuracy, the test accuracy at the epoch of best validation accuracy (the first
+    such epoch; absent without validation), time per epoch and the history."""
+    out: dict[str, Any] = {"accuracy": history[-1].values["test_accuracy"], "epochs": epochs,
+                           "seconds_per_epoch": float(np.mean([h.seconds for h in history]))}
+    if "validation_accuracy" in history[-1].values:
+        best = max(history, key=lambda h: (h.values["validation_accuracy"], -h.epoch))
+        out.update({"best_epoch": best.epoch, "accuracy_at_best_validation": best.values["test_accuracy"],
+                    "best_validation_accuracy": best.values["validation_accuracy"]})
+    out["history"] = [h.record() for h in history]
+    return out
+
+
+def source_alpha_table(split: pd.DataFrame, alpha: np.ndarray, *, column: str = "alpha") -> pd.DataFrame:
+    """One row per source sample, in source order: index, label (noisy), true_label, noisy, and
+    the per-sample ``alpha`` ``(N_s,)`` (or other score) under ``column``."""
+    src = split[split.role == "source"]
+    if len(src) != len(alpha):
+        raise ValueError(f"{len(alpha)} values of {column!r} for {len(src)} source samples")
+    return pd.DataFrame({"index": src["index"].to_numpy(), "label": src.label.to_numpy(),
+                         "true_label": src.true_label.to_numpy(), "noisy": src.noisy.to_numpy(dtype=bool),
+                         column: np.asarray(alpha, dtype=float)})
+
+
+def _mean_by_truth(table: pd.DataFrame, column: str) -> dict[str, float]:
+    """Mean of ``column`` over the clean and over the corrupted source samples."""
+    noisy = table.noisy.to_numpy(dtype=bool)
+    return {f"{column}_mean_clean": float(table[column][~noisy].mean()),
+            f"{column}_mean_noisy": float(table[column][noisy].mean()) if noisy.any() else float("nan")}

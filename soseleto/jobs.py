@@ -1,0 +1,233 @@
+"""The workflow's jobs: one function per Snakemake rule, each a thin call into the package.
+
+Every rule runs ``workflow/scripts/job.py``, which is ``run(snakemake)``: the job's rule name
+picks its function here. A rule's ``params.config`` holds exactly the config entries the job reads
+(``{dotted path: value}``, built by :func:`soseleto.config.job_params`), so that editing one
+section reruns only the jobs that read it, and every entry is rebuilt as a complete typed section
+(a missing key is an error, never a silent default). Functions take a :class:`Job`, so tests can
+run them without Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from soseleto import logs
+from soseleto.config import section
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """What a Snakemake job hands to its script, as plain mappings."""
+
+    rule: str
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    wildcards: dict[str, str] = field(default_factory=dict)
+    log: str | None = None
+    threads: int = 1
+
+    def cfg(self, path: str) -> Any:
+        """The typed config entry at ``path`` from ``params.config``."""
+        return section(self.params["config"], path)
+
+
+def run(smk: Any) -> None:
+    """Entry point of ``workflow/scripts/job.py``: run the function of the job's rule."""
+    job = Job(smk.rule, dict(smk.input.items()), dict(smk.output.items()), dict(smk.params.items()),
+              dict(smk.wildcards.items()), smk.log[0] if smk.log else None, smk.threads)
+    run_job(job)
+
+
+def run_job(job: Job) -> None:
+    logs.setup(job.log)
+    if job.rule not in JOBS:
+        raise ValueError(f"rule {job.rule!r} has no job function; known: {sorted(JOBS)}")
+    import torch
+
+    torch.set_num_threads(max(1, int(job.threads)))  # CPU runs use the cores Snakemake granted
+    JOBS[job.rule](job)
+
+
+# -- data and the synthetic experiment -------------------------------------------------------------
+def dataset(job: Job) -> None:
+    from soseleto.data.sets import manifest
+    from soseleto.io import provenance, write_json
+
+    data = job.cfg("data")
+    write_json(manifest(job.params["dataset"], data), job.output["manifest"], prov=provenance({"data": data}))
+
+
+def synthetic_seed(job: Job) -> None:
+    from soseleto.experiments import synthetic
+
+    synthetic.run_and_save(job.cfg("synthetic"), seed=int(job.wildcards["seed"]), device=job.params["device"],
+                           outputs=job.output)
+
+
+def synthetic_summary(job: Job) -> None:
+    from soseleto.report.synthetic import write_summary
+
+    write_summary(list(job.input["metrics"]), job.output["csv"])
+
+
+def figure1(job: Job) -> None:
+    from soseleto.report.synthetic import write_figure1
+
+    cfg = job.cfg("synthetic")
+    write_figure1(list(job.input["points"]), list(job.input["histories"]), list(cfg.seeds), threshold=cfg.threshold,
+                  outputs=[job.output["png"], job.output["pdf"]])
+
+
+# -- Table 1 protocol ---------------------------------------------------------------------------------
+NOISY_SETTINGS = {"noisy_baseline": "baseline", "finetune": "finetune", "soseleto": "trainer", "joint": "peer_trainer",
+                  "l2rw": "peer_trainer", "glc": "peer_trainer", "noise_layer": "peer_trainer"}
+
+
+def noisy_split(job: Job) -> None:
+    from soseleto.experiments import noisy
+
+    noisy.write_split(job.cfg("noisy.split"), job.cfg("data"), noise=float(job.wildcards["noise"]), outputs=job.output)
+
+
+def noisy_run(job: Job) -> None:
+    from soseleto.experiments import noisy
+
+    method = job.params["method"]
+    init = (job.input["init"], job.cfg("noisy.baseline")) if method == "finetune" else None
+    noisy.run_method(method, job.cfg(f"noisy.{NOISY_SETTINGS[method]}"), split_cfg=job.cfg("noisy.split"),
+                     model=job.cfg("noisy.model"), data=job.cfg("data"), noise=float(job.wildcards["noise"]),
+                     seed=int(job.wildcards["seed"]), device=job.params["device"], split_csv=job.input["split"],
+                     outputs=job.output, init=init,
+                     peers=job.cfg("noisy.peers") if NOISY_SETTINGS[method] == "peer_trainer" else None)
+
+
+def noisy_cleanlab(job: Job) -> None:
+    from soseleto.experiments.detection import run_cleanlab
+
+    run_cleanlab(job.cfg("noisy.baseline"), folds=job.cfg("noisy.cleanlab_folds"), split_cfg=job.cfg("noisy.split"),
+                 model=job.cfg("noisy.model"), data=job.cfg("data"), noise=float(job.wildcards["noise"]),
+                 seed=int(job.wildcards["seed"]), device=job.params["device"], split_csv=job.input["split"],
+                 scores_csv=job.output["scores"])
+
+
+def table1(job: Job) -> None:
+    from soseleto.report.table1 import write_table1
+
+    write_table1(list(job.input["metrics"]), job.output["csv"], job.output["md"],
+                 side_by_side=job.rule == "table1_peers")
+
+
+def figure2(job: Job) -> None:
+    from soseleto.report.table1 import write_figure2
+
+    write_figure2(list(job.input["alpha"]), job.params["noises"], out_csv=job.output["csv"],
+                  outputs=[job.output["png"], job.output["pdf"]])
+
+
+def confusion_figure(job: Job) -> None:
+    from soseleto.report.table1 import write_confusion_figure
+
+    write_confusion_figure(list(job.input["confusion"]), list(job.cfg("noisy.noise_levels")),
+                           outputs=[job.output["png"], job.output["pdf"]])
+
+
+def label_errors(job: Job) -> None:
+    from soseleto.report.label_errors import write_label_errors
+
+    write_label_errors(job.params["runs"], out_csv=job.output["csv"], out_md=job.output["md"],
+                       figures=[job.output["png"], job.output["pdf"]])
+
+
+# -- Table 2 protocol -----------------------------------------------------------------------------------
+# method -> (settings path, settings path of the run it starts from)
+TRANSFER_SETTINGS = {"target_only": ("target_only", None), "pretrain": ("pretrain", None),
+                     "fine_tuning": ("finetune", "pretrain"), "soseleto": ("soseleto", None),
+                     "appendix_c": ("soseleto", None), "two_stage": ("two_stage", "soseleto")}
+
+
+def transfer_source_split(job: Job) -> None:
+    from soseleto.config import SideConfig
+    from soseleto.experiments import transfer
+
+    side = job.cfg("transfer.source")
+    if job.params.get("appendix_c"):
+        side = SideConfig(side.dataset, job.cfg("transfer.appendix_c").source_classes)
+    transfer.write_source_split(side, job.cfg("data"), job.output["split"])
+
+
+def transfer_target_split(job: Job) -> None:
+    from soseleto.experiments import transfer
+
+    transfer.write_target_split(job.cfg("transfer.target"), job.cfg("data"), n_target=int(job.wildcards["nt"]),
+                                seed=int(job.wildcards["seed"]), outputs=job.output)
+
+
+def transfer_run(job: Job) -> None:
+    from soseleto.experiments import transfer
+
+    method = job.params["method"]
+    own, init = TRANSFER_SETTINGS[method]
+    appendix_c = method == "appendix_c"
+    task = transfer.Task(job.cfg("transfer.source"), job.cfg("transfer.target"), job.cfg("transfer.image_size"),
+                         job.cfg("transfer.model"))
+    if appendix_c:
+        from soseleto.config import SideConfig
+
+        ac = job.cfg("transfer.appendix_c")
+        task = transfer.Task(SideConfig(task.source.dataset, ac.source_classes), task.target, task.image_size, task.model)
+    n_target = job.cfg("transfer.appendix_c").n_target if appendix_c else (
+        int(job.wildcards["nt"]) if "nt" in job.wildcards else None)
+    transfer.run_and_save(transfer.Job(
+        method, job.cfg(f"transfer.{own}"), task, job.cfg("data"), int(job.wildcards["seed"]), job.params["device"],
+        {k: v for k, v in job.input.items()}, job.output, n_target=n_target,
+        init=job.cfg(f"transfer.{init}") if init else None,
+        two_stage_init=job.cfg("transfer.two_stage_init") if method == "two_stage" else "stage1"))
+
+
+def table2(job: Job) -> None:
+    from soseleto.report.table2 import write_table2
+
+    write_table2(list(job.input["metrics"]), job.output["csv"], job.output["md"])
+
+
+def appendix_c(job: Job) -> None:
+    from soseleto.config import to_dict
+    from soseleto.report.table2 import write_appendix_c
+
+    ac = job.cfg("transfer.appendix_c")
+    out = job.output
+    write_appendix_c(list(job.input["metrics"]), list(job.input["alpha"]), list(ac.seeds), to_dict(job.cfg("data")),
+                     threshold=ac.threshold, bad_quantile=ac.bad_quantile, grid=ac.grid, lowest=ac.lowest,
+                     outputs={"accuracy": out["accuracy"], "figure3_data": out["figure3_data"],
+                              "figure3": list(out["figure3"]), "figure4": list(out["figure4"]),
+                              "figure5": list(out["figure5"])})
+
+
+# -- benchmark ----------------------------------------------------------------------------------------------
+def step_cost(job: Job) -> None:
+    from soseleto import bench
+
+    b = job.cfg("bench")
+    argv = ["--device", job.params["device"], "--reps", str(b.reps), "--out", job.output["csv"], "--models", *b.models]
+    argv += ["--quick"] if b.quick else []
+    argv += ["--threads", str(b.threads)] if b.threads else []
+    bench.main(argv)
+
+
+JOBS: dict[str, Callable[[Job], None]] = {
+    "dataset": dataset, "synthetic_seed": synthetic_seed, "synthetic_summary": synthetic_summary, "figure1": figure1,
+    "noisy_split": noisy_split, "noisy_baseline": noisy_run, "noisy_soseleto": noisy_run, "noisy_finetune": noisy_run,
+    "noisy_peer": noisy_run, "noisy_l2rw": noisy_run, "noisy_cleanlab": noisy_cleanlab, "table1": table1,
+    "table1_peers": table1, "figure2": figure2, "confusion_figure": confusion_figure, "label_errors": label_errors,
+    "transfer_source_split": transfer_source_split, "appendix_c_source_split": transfer_source_split,
+    "transfer_target_split": transfer_target_split, "transfer_pretrain": transfer_run,
+    "transfer_target_only": transfer_run, "transfer_fine_tuning": transfer_run, "transfer_soseleto": transfer_run,
+    "transfer_two_stage": transfer_run, "appendix_c_run": transfer_run, "table2": table2, "appendix_c": appendix_c,
+    "step_cost": step_cost,
+}

@@ -1,0 +1,41 @@
+"""Joint training: one network, each step minimises ``(1 - w) CE(source batch) + w CE(target batch)``
+-- the weighted sum of losses that section 3 of the SOSELETO paper argues against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soseleto.config import SGDConfig
+from soseleto.methods.plain import sgd
+
+
+def joint_loss(loss_source: torch.Tensor, loss_target: torch.Tensor, target_weight: float) -> torch.Tensor:
+    """``(1 - w) * loss_source + w * loss_target`` (both batch means)."""
+    return (1.0 - target_weight) * loss_source + target_weight * loss_target
+
+
+class Joint:
+    def __init__(self, features: nn.Module, head: nn.Module, cfg: SGDConfig, *, target_weight: float):
+        self.features, self.head, self.target_weight = features, head, target_weight
+        self.optimizer = sgd([*features.parameters(), *head.parameters()], cfg)
+
+    def step(self, xs, ys, idx, xt, yt) -> tuple[torch.Tensor, torch.Tensor]:
+        self.features.train(), self.head.train()
+        loss_s = F.cross_entropy(self.head(self.features(xs)), ys)
+        loss_t = F.cross_entropy(self.head(self.features(xt)), yt)
+        self.optimizer.zero_grad(set_to_none=True)
+        joint_loss(loss_s, loss_t, self.target_weight).backward()
+        self.optimizer.step()
+        return loss_s.detach(), loss_t.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"features": self.features.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.features.load_state_dict(state["features"]), self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,51 @@
+"""Names in result paths, and the run lists of the workflow. Snakemake imports this module to
+build the DAG, so it imports neither torch nor pandas.
+
+Result paths name their data: ``results/noisy/<data set>/...`` for the Table 1 protocol and
+``results/transfer/<source>_<classes>-to-<target>_<classes>/...`` for the Table 2 protocol, with a
+data set named by :func:`dataset_tag`.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from soseleto.config import DATASET_NAMES, SideConfig
+
+
+def dataset_tag(dataset: str) -> str:
+    """A torchvision set's name, or a file's / folder's name without ``.npz``: ``mnist5k``."""
+    return dataset.lower() if dataset.lower() in DATASET_NAMES else PurePath(dataset).name.removesuffix(".npz")
+
+
+def classes_tag(classes) -> str:
+    """File-name tag of a class list: ``(0, 1, 2, 3, 4) -> '01234'``, ``(10, 11) -> '10.11'``."""
+    return ("" if max(classes) < 10 else ".").join(str(int(c)) for c in classes)
+
+
+def side_tag(side: SideConfig) -> str:
+    return f"{dataset_tag(side.dataset)}_{classes_tag(side.classes)}"
+
+
+def transfer_tag(source: SideConfig, target: SideConfig) -> str:
+    """``svhn_01234-to-mnist_56789``: the task of a transfer run."""
+    return f"{side_tag(source)}-to-{side_tag(target)}"
+
+
+def noise_tag(noise: float) -> str:
+    """How a noise level appears in paths and wildcards: ``0.3`` -> ``'0.3'``."""
+    return f"{float(noise):g}"
+
+
+def detection_runs(methods, noise_tags, seeds, *, run: str) -> list[dict[str, Any]]:
+    """The runs that score the source, in table order: ``noise``, ``method``, ``seed`` and ``path``
+    (``run`` is the run directory pattern with ``{noise}``, ``{method}``, ``{seed}``).
+
+    ``soseleto`` and ``l2rw`` when they are among ``methods``; ``cleanlab`` (the noisy baseline's
+    detector) when ``noisy_baseline`` is.
+    """
+    chosen = [m for m in ("soseleto", "l2rw") if m in methods] + (["cleanlab"] if "noisy_baseline" in methods else [])
+    return [{"noise": float(n), "method": m, "seed": int(s),
+             "path": run.format(noise=n, method=m, seed=s) + ("/alpha.csv" if m == "soseleto" else "/scores.csv")}
+            for n in noise_tags for m in chosen for s in seeds]

@@ -1,0 +1,105 @@
+"""Label-error detection: one row per (noise level, detector, seed) and the precision-recall figure.
+
+Natural thresholds (:data:`NATURAL_THRESHOLDS`), fixed a priori rather than tuned on the truth:
+
+* ``soseleto``: alpha < 0.1, the threshold of the paper's Figure 1;
+* ``l2rw``: mean normalised weight < 0.5, i.e. on average less than half the uniform share of its
+  batches (:mod:`soseleto.methods.l2rw`; a sample rejected every time scores 0);
+* ``cleanlab``: no threshold, cleanlab's own ``find_label_issues`` mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from soseleto.io import provenance, save_figure, write_csv, write_markdown
+from soseleto.metrics import detection_metrics, pr_curve
+
+log = logging.getLogger(__name__)
+
+NATURAL_THRESHOLDS: dict[str, float] = {"soseleto": 0.1, "l2rw": 0.5}
+METRICS = ("precision", "recall", "f1", "auroc", "average_precision")
+DETECTORS = ("soseleto", "l2rw", "cleanlab")
+
+
+def run_metrics(frame: pd.DataFrame, method: str) -> dict[str, float]:
+    """:func:`soseleto.metrics.detection_metrics` of one run's table (``alpha`` or ``score``
+    column, ``noisy``; ``flagged`` for cleanlab) at the method's natural threshold."""
+    scores = frame["alpha" if "alpha" in frame.columns else "score"].to_numpy(dtype=float)
+    noisy = frame["noisy"].to_numpy(dtype=bool)
+    if method == "cleanlab":
+        return detection_metrics(scores, noisy, flagged=frame["flagged"].to_numpy(dtype=bool))
+    if method not in NATURAL_THRESHOLDS:
+        raise ValueError(f"method={method!r} has no natural threshold; choose one of {DETECTORS}")
+    return detection_metrics(scores, noisy, threshold=NATURAL_THRESHOLDS[method])
+
+
+def label_error_table(rows: Iterable[Mapping]) -> pd.DataFrame:
+    """One row per run from dicts holding at least ``method``, ``seed`` and the :data:`METRICS`
+    (e.g. ``{**detection_metrics(...), "method": "l2rw", "noise": 0.3, "seed": 0}``); key columns first."""
+    df = pd.DataFrame(list(rows))
+    missing = [c for c in ("method", "seed", *METRICS) if c not in df.columns]
+    if missing:
+        raise ValueError(f"label-error rows lack column(s) {missing}")
+    keys = [c for c in ("noise", "method", "seed") if c in df.columns]
+    rest = [c for c in df.columns if c not in keys]
+    return df[keys + rest].sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def summarise(df: pd.DataFrame, *, by: tuple[str, ...] = ("noise", "method"), metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds of each metric: columns ``<m>_mean``,
+    ``<m>_std`` and ``n_seeds``, one row per group of ``by`` (columns absent from ``df`` are skipped)."""
+    by = [c for c in by if c in df.columns]
+    g = df.groupby(by, sort=False)[list(metrics)]
+    mean, std = g.mean().add_suffix("_mean"), g.std(ddof=1).add_suffix("_std")
+    out = pd.concat([mean, std], axis=1)[[f"{m}_{s}" for m in metrics for s in ("mean", "std")]]
+    out["n_seeds"] = df.groupby(by, sort=False)["seed"].nunique()
+    return out.reset_index()
+
+
+def mean_std_markdown(summary: pd.DataFrame, *, keys: tuple[str, ...] = ("noise", "method"),
+                      metrics: tuple[str, ...] = METRICS, digits: int = 3) -> str:
+    """A markdown table of a :func:`summarise` result with ``mean ± std`` cells (std omitted for one seed)."""
+    keys = [k for k in keys if k in summary.columns]
+    head = keys + list(metrics) + ["seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        cells = [str(row[k]) for k in keys]
+        for m in metrics:
+            mean, std = row[f"{m}_mean"], row[f"{m}_std"]
+            cells.append("n/a" if pd.isna(mean) else f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}"))
+        cells.append(str(int(row["n_seeds"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: str, figures: list[str]) -> pd.DataFrame:
+    """``label_errors.csv`` (noise, method, seed, precision, recall, f1, auroc, average_precision,
+    n_flagged, n_noisy, threshold), ``label_errors.md`` (mean ± std over seeds) and the
+    precision-recall figure (``figures``: PNG/PDF paths) from the :func:`detection_runs` files."""
+    from soseleto.report.figures import label_error_pr
+
+    rows, curves = [], []
+    for run in runs:
+        key = {"noise": float(run["noise"]), "method": run["method"], "seed": int(run["seed"])}
+        frame = pd.read_csv(run["path"])
+        rows.append({**key, **run_metrics(frame, run["method"])})
+        score = frame["alpha" if "alpha" in frame.columns else "score"]
+        curves.append(pr_curve(score.to_numpy(dtype=float), frame["noisy"].to_numpy(dtype=bool)).assign(**key))
+    table = label_error_table(rows)
+    prov = provenance(inputs=[str(r["path"]) for r in runs], thresholds=NATURAL_THRESHOLDS)
+    write_csv(table, out_csv, prov=prov)
+    md = mean_std_markdown(summarise(table)) + (
+        "\nFlagging the truly corrupted source labels. Precision, recall and F1 at each method's natural "
+        f"threshold (SOSELETO alpha < {NATURAL_THRESHOLDS['soseleto']:g}, L2RW mean normalised weight < "
+        f"{NATURAL_THRESHOLDS['l2rw']:g}, cleanlab: its find_label_issues mask); AUROC and average precision "
+        "of the ranking by score. Mean ± sample std over seeds; n/a = undefined (nothing flagged).\n")
+    write_markdown(md, out_md, prov=prov)
+    log.info("label errors:\n%s", md)
+    fig = label_error_pr(pd.concat(curves, ignore_index=True), table)
+    for out in figures:
+        save_figure(fig, out, prov=prov)
+    return table
