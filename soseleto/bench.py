@@ -1,6 +1,6 @@
 """Cost of one SOSELETO step relative to one plain SGD step on the source batch (issue 6).
 
-``python -m soseleto.bench`` (or ``soseleto bench``) times, in one process and interleaved, a plain
+``soseleto bench`` (or ``python -m soseleto bench``; options: :func:`soseleto.cli.bench_arguments`) times, in one process and interleaved, a plain
 step (forward, backward and SGD step of the source network on the source batch) and a full
 :meth:`soseleto.core.soseleto.Soseleto.step` (target pass, alpha products, source step, alpha update),
 on random data of each model's shapes, and writes their medians and ratio to a CSV file.
@@ -28,7 +28,6 @@ import copy
 import logging
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 
@@ -248,16 +247,6 @@ def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int 
     return pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m soseleto.bench``; writes ``--out`` with columns model, device, threads, alignment,
-    source_batch, target_batch, reps, plain_ms, soseleto_ms, ratio, plain_peak_mb, soseleto_peak_mb,
-    mem_ratio, alpha_check_max_rel_err."""
-    from soseleto.cli import bench_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m soseleto.bench", description=__doc__.split("\n")[0])
-    return run_args(bench_arguments(parser).parse_args(argv))
-
-
 def run_args(args: argparse.Namespace) -> int:
     from soseleto import logs
 
@@ -273,7 +262,3 @@ def run_args(args: argparse.Namespace) -> int:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

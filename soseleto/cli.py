@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from soseleto import __version__, logs
-from soseleto.config import FIT_MODES, MODELS, SoseletoConfig, SyntheticConfig, from_mapping
+from soseleto.config import FIT_MODES, MODELS, BenchConfig, SoseletoConfig, SyntheticConfig, from_mapping
 
 # soseleto fit's training options: flag -> field of SoseletoConfig (defaults and meanings come from there)
 TRAINER_FLAGS = {"--epochs": "epochs", "--lr": "lr_p", "--lr-alpha": "lr_alpha", "--momentum": "momentum",
@@ -107,7 +107,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soseleto", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="soseleto", description="SOSELETO: learn one weight per source sample so that training on the weighted "
+        "source helps a small clean target set (noisy labels, transfer learning).")
     parser.add_argument("--version", action="version", version=f"soseleto {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="SOSELETO on your own source, target and test sets",
@@ -132,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``soseleto bench`` / ``python -m soseleto.bench`` options."""
-    models = ("lenet", "cifar_quick", "resnet18")
+    """The ``soseleto bench`` options (defaults: :class:`~soseleto.config.BenchConfig`'s)."""
+    defaults = BenchConfig()
+    models = dataclasses.fields(BenchConfig)[0].metadata["choices"]
     parser.add_argument("--device", default="auto", help="(default: %(default)s)")
-    parser.add_argument("--reps", type=int, default=20, help="timed repetitions of each step type (default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=defaults.reps,
+                        help="timed repetitions of each step type (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="CI mode: 3 repetitions, 1 warm-up step")
-    parser.add_argument("--models", nargs="+", default=list(models), choices=models)
+    parser.add_argument("--models", nargs="+", default=list(defaults.models), choices=models)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default="results/benchmarks/step_cost.csv", help="(default: %(default)s)")
     return parser

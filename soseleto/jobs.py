@@ -211,13 +211,16 @@ def appendix_c(job: Job) -> None:
 
 # -- benchmark ----------------------------------------------------------------------------------------------
 def step_cost(job: Job) -> None:
+    import argparse
+
     from soseleto import bench
+    from soseleto.cli import bench_arguments
 
     b = job.cfg("bench")
     argv = ["--device", job.params["device"], "--reps", str(b.reps), "--out", job.output["csv"], "--models", *b.models]
     argv += ["--quick"] if b.quick else []
     argv += ["--threads", str(b.threads)] if b.threads else []
-    bench.main(argv)
+    bench.run_args(bench_arguments(argparse.ArgumentParser()).parse_args(argv))
 
 
 JOBS: dict[str, Callable[[Job], None]] = {

@@ -1,132 +1,15 @@
-"""Typed configuration: one frozen dataclass per config section, the single source of defaults
-and ranges.
-
-Each field is declared with :func:`opt`: its default (what the library and ``soseleto fit`` use),
-a one-line meaning and its rules (``ge``, ``gt``, ``le``, ``lt``, ``choices``, ``min_items``...).
-The same rules check a dataclass when it is built and generate the workflow's JSON schema
-(:func:`json_schema`, written to ``workflow/schemas/config.schema.yaml``), so a range is stated
-once. :func:`from_mapping` builds a section from YAML: an unknown key is an error naming its dotted
-path, and with ``complete=True`` (the workflow) so is a missing one -- a job never falls back to a
-default that its config file did not state.
-
-This module imports neither torch nor numpy: Snakemake parses the workflow with it.
-"""
+"""The config sections of the library, ``soseleto fit`` and the workflow (one dataclass each);
+their defaults are the library's and the command line's."""
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Mapping, TypeVar
+from dataclasses import dataclass
 
-T = TypeVar("T")
+from soseleto.config.fields import Section, opt, require
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"
-_JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string"}
 FIT_MODES = ("noisy", "transfer")  # soseleto fit --mode
 MODELS = ("auto", "mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18")
-
-
-def opt(default: Any, doc: str, **rules: Any) -> Any:
-    """A config field with its default, its meaning and its rules (see the module docstring)."""
-    return field(default=default, metadata={"doc": doc, **rules})
-
-
-class Section:
-    """Base of every config section: checks each field against its rules, then :meth:`check`."""
-
-    def __post_init__(self) -> None:
-        hints = _hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
-            object.__setattr__(self, f.name, value)
-            _check_rules(f.name, value, f.metadata)
-        self.check()
-
-    def check(self) -> None:
-        """Rules that involve several fields (overridden by sections that have them)."""
-
-
-# -- internals -----------------------------------------------------------------------------------------------
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _unpack(hint: Any) -> tuple[Any, bool, Any]:
-    """``(base type, optional, item type of a tuple or None)`` of a field annotation."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional:
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is tuple:
-        return tuple, optional, typing.get_args(hint)[0]
-    return hint, optional, None
-
-
-def _section_type(hint: Any) -> type | None:
-    base, _, _ = _unpack(hint)
-    return base if isinstance(base, type) and issubclass(base, Section) else None
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    base, optional, item = _unpack(hint)
-    if value is None:
-        _require(name, optional, value, "a value (not null)")
-        return None
-    if _section_type(hint) is not None:
-        _require(name, isinstance(value, base), value, f"a {base.__name__}")
-        return value
-    if item is not None:
-        _require(name, isinstance(value, (list, tuple)), value, "a list")
-        return tuple(_scalar(f"{name}[{i}]", v, item) for i, v in enumerate(value))
-    return _scalar(name, value, base)
-
-
-def _scalar(name: str, value: Any, kind: type) -> Any:
-    if kind is float:
-        _require(name, isinstance(value, (int, float)) and not isinstance(value, bool), value, "a number")
-        return float(value)
-    _require(name, isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), value,
-             f"{'an' if kind is int else 'a'} {_JSON_TYPES[kind] if kind in _JSON_TYPES else kind.__name__}")
-    return value
-
-
-def _check_rules(name: str, value: Any, meta: Mapping[str, Any]) -> None:
-    if value is None or dataclasses.is_dataclass(value):
-        return
-    items = value if isinstance(value, tuple) else (value,)
-    if isinstance(value, tuple):
-        _require(name, len(value) >= meta.get("min_items", 0), list(value),
-                 f"a list of at least {meta.get('min_items', 0)} item(s)")
-        if meta.get("unique"):
-            _require(name, len(set(value)) == len(value), list(value), "a list without repeats")
-    for v in items:
-        shown = list(value) if isinstance(value, tuple) else value
-        if "choices" in meta:
-            _require(name, v in meta["choices"], shown, f"one of {list(meta['choices'])}")
-        for rule, text, ok in (("ge", ">=", lambda a, b: a >= b), ("gt", ">", lambda a, b: a > b),
-                               ("le", "<=", lambda a, b: a <= b), ("lt", "<", lambda a, b: a < b)):
-            if rule in meta:
-                _require(name, ok(v, meta[rule]), shown, f"{text} {meta[rule]}" + (" for every item" if value is not v else ""))
-        if "min_length" in meta:
-            _require(name, len(v) >= meta["min_length"], shown, f"at least {meta['min_length']} character(s)")
-        if "pattern" in meta:
-            import re
-
-            _require(name, re.match(meta["pattern"], v) is not None, shown, f"matching {meta['pattern']}")
-
-
-def _require(key: str, ok: bool, value: Any, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{key}={value!r} is invalid: expected {expected}")
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -183,8 +66,8 @@ class SoseletoConfig(PairedConfig):
     shared_classifier: bool = opt(True, "noisy-label mode (phi_t = phi_s); false: transfer mode, separate heads")
 
     def check(self) -> None:
-        _require("alpha_max", self.alpha_max > self.alpha_min, self.alpha_max, f"> alpha_min={self.alpha_min}")
-        _require("alpha_init", self.alpha_min <= self.alpha_init <= self.alpha_max, self.alpha_init,
+        require("alpha_max", self.alpha_max > self.alpha_min, self.alpha_max, f"> alpha_min={self.alpha_min}")
+        require("alpha_init", self.alpha_min <= self.alpha_init <= self.alpha_max, self.alpha_init,
                  f"in [alpha_min, alpha_max] = [{self.alpha_min}, {self.alpha_max}]")
 
 
@@ -242,7 +125,7 @@ class SyntheticConfig(Section):
                                                  log_every=10), "SOSELETO")
 
     def check(self) -> None:
-        _require("n_noisy", self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
+        require("n_noisy", self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
 
 
 # torchvision sets the data layer reads (soseleto.data.sets.DATASETS); any other name is a file path
@@ -300,13 +183,13 @@ class TransferConfig(Section):
     def check(self) -> None:
         k = len(self.target.classes)
         for key, n in [("n_target", n) for n in self.n_target] + [("appendix_c.n_target", self.appendix_c.n_target)]:
-            _require(key, n % k == 0, n, f"a positive multiple of the {k} target classes (class-balanced target set)")
-        _require("soseleto.shared_classifier", not self.soseleto.shared_classifier, True,
+            require(key, n % k == 0, n, f"a positive multiple of the {k} target classes (class-balanced target set)")
+        require("soseleto.shared_classifier", not self.soseleto.shared_classifier, True,
                  "false (transfer mode: source and target label spaces differ)")
-        _require("two_stage.shared_classifier", self.two_stage.shared_classifier, False,
+        require("two_stage.shared_classifier", self.two_stage.shared_classifier, False,
                  "true (stage 2 is noisy-label mode on pseudo-labelled target data)")
         if "two_stage" in self.methods:
-            _require("target.dataset", self.target.dataset.lower() in DATASET_NAMES, self.target.dataset,
+            require("target.dataset", self.target.dataset.lower() in DATASET_NAMES, self.target.dataset,
                      "a torchvision set when two_stage is run (its unlabelled pool is the target classes' training "
                      "images besides the target set; a file's other images are already the test set)")
 
@@ -332,7 +215,7 @@ class NoisySplitConfig(Section):
 
     def check(self) -> None:
         if self.dataset.lower() not in DATASET_NAMES:
-            _require("test_per_class", self.test_per_class is not None, None,
+            require("test_per_class", self.test_per_class is not None, None,
                      f"a number of images per class: the file {self.dataset!r} has no test split of its own")
 
 
@@ -355,7 +238,7 @@ class NoisyConfig(Section):
     threads: int = opt(4, "CPU threads of each training job (Snakemake threads)", ge=1)
 
     def check(self) -> None:
-        _require("trainer.shared_classifier", self.trainer.shared_classifier, False,
+        require("trainer.shared_classifier", self.trainer.shared_classifier, False,
                  "true (noisy-label mode: source and target share the classifier)")
 
 
@@ -380,142 +263,3 @@ class WorkflowConfig(Section):
     transfer: TransferConfig = opt(TransferConfig(), "section 4.3 / Table 2 / Appendix C")
     noisy: NoisyConfig = opt(NoisyConfig(), "section 4.2 / Table 1 / Figure 2, the peers, label errors")
     bench: BenchConfig = opt(BenchConfig(), "step cost benchmark")
-
-
-# -- building sections from mappings ---------------------------------------------------------------------
-def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "", complete: bool = False) -> T:
-    """Build section ``cls`` from a mapping, recursing into nested sections.
-
-    Unknown keys raise ``ValueError`` naming the dotted key path; with ``complete`` so do missing
-    ones. Values are checked against the field rules and the section's own :meth:`Section.check`.
-    """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; valid keys: {names}")
-    if complete:
-        missing = [k for k in names if k not in data]
-        if missing:
-            raise ValueError(f"missing config key(s) {', '.join(where + k for k in missing)} (every key must be given)")
-    hints = _hints(cls)
-    kwargs = {}
-    for name, value in data.items():
-        sub = _section_type(hints[name])
-        if sub is not None and isinstance(value, Mapping):
-            value = from_mapping(sub, value, where=f"{where}{name}.", complete=complete)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
-        raise ValueError(f"{where}{err}") from None
-
-
-def workflow_config(mapping: Mapping[str, Any]) -> WorkflowConfig:
-    """The typed, complete workflow configuration (what ``snakemake`` loads)."""
-    return from_mapping(WorkflowConfig, mapping, complete=True)
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-dict view of a section, tuples as lists (YAML/JSON ready)."""
-    return _plain(dataclasses.asdict(obj))
-
-
-def section(params: Mapping[str, Any], path: str) -> Any:
-    """The typed value at dotted ``path`` (e.g. ``"noisy.trainer"`` or ``"noisy.model"``) of a job's
-    params, which hold ``{path: value}`` (see :func:`job_params`): a section is rebuilt complete, so
-    a missing key is an error; a single field is checked against its rules."""
-    if path not in params:
-        raise ValueError(f"job params lack the config entry {path!r}")
-    *parents, last = path.split(".")
-    cls: Any = WorkflowConfig
-    for part in parents:
-        cls = _section_type(_hints(cls).get(part))
-        if cls is None:
-            raise ValueError(f"{path!r} is not a config entry")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if last not in fields:
-        raise ValueError(f"{path!r} is not a config entry")
-    hint, value = _hints(cls)[last], params[path]
-    sub = _section_type(hint)
-    if sub is not None:
-        return from_mapping(sub, value, where=f"{path}.", complete=True)
-    value = _coerce(path, value, hint)
-    _check_rules(path, value, fields[last].metadata)
-    return value
-
-
-def job_params(cfg: WorkflowConfig, *paths: str) -> dict[str, Any]:
-    """``{path: section as a plain dict}`` for each dotted ``path``: a rule's ``params``, so that a
-    job reruns when (and only when) a section it reads changes."""
-    out = {}
-    for path in paths:
-        obj: Any = cfg
-        for part in path.split("."):
-            obj = getattr(obj, part)
-        out[path] = to_dict(obj) if dataclasses.is_dataclass(obj) else _plain(obj)
-    return out
-
-
-# -- the JSON schema ---------------------------------------------------------------------------------------
-def json_schema() -> dict[str, Any]:
-    """The JSON schema of the workflow config, generated from the sections' fields."""
-    defs: dict[str, Any] = {}
-    root = _object_schema(WorkflowConfig, defs)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "description": "soseleto workflow configuration (generated by soseleto.config.json_schema; "
-                           "see config/README.md)",
-            **root, "$defs": dict(sorted(defs.items()))}
-
-
-def _object_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
-    hints = _hints(cls)
-    props = {}
-    for f in dataclasses.fields(cls):
-        sub = _section_type(hints[f.name])
-        if sub is not None:
-            if sub.__name__ not in defs:
-                defs[sub.__name__] = {}  # placeholder against recursion
-                defs[sub.__name__] = _object_schema(sub, defs)
-            props[f.name] = {"$ref": f"#/$defs/{sub.__name__}", "description": f.metadata["doc"]}
-        else:
-            props[f.name] = _value_schema(hints[f.name], f.metadata)
-    return {"type": "object", "additionalProperties": False, "required": list(props), "properties": props}
-
-
-_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum",
-           "min_length": "minLength", "pattern": "pattern"}
-
-
-def _value_schema(hint: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
-    base, optional, item = _unpack(hint)
-    out: dict[str, Any] = {"description": meta["doc"]}
-    scalar: dict[str, Any] = {}
-    if meta.get("choices"):
-        scalar["enum"] = list(meta["choices"])
-    else:
-        scalar["type"] = _JSON_TYPES[item or base]
-    scalar.update({_BOUNDS[k]: v for k, v in meta.items() if k in _BOUNDS})
-    if item is not None:
-        out.update({"type": "array", "items": scalar, "minItems": meta.get("min_items", 0)})
-        if meta.get("unique"):
-            out["uniqueItems"] = True
-    else:
-        out.update(scalar)
-    if optional:
-        out["type"] = [out["type"], "null"]
-    return out
-
-
-def schema_yaml() -> str:
-    """The text of ``workflow/schemas/config.schema.yaml``."""
-    import yaml
-
-    head = ("# GENERATED from the config dataclasses (soseleto/config.py): do not edit by hand.\n"
-            "# Regenerate: python -m soseleto.config > workflow/schemas/config.schema.yaml\n")
-    return head + yaml.safe_dump(json_schema(), sort_keys=False, width=110)
-
-
-if __name__ == "__main__":
-    print(schema_yaml(), end="")
