@@ -85,7 +85,8 @@ def figure1(job: Job) -> None:
 
 
 # -- Table 1 protocol ---------------------------------------------------------------------------------
-NOISY_SETTINGS = {"noisy_baseline": "baseline", "finetune": "finetune", "soseleto": "trainer", "joint": "peer_trainer",
+NOISY_SETTINGS = {"noisy_baseline": "baseline", "finetune": "finetune", "soseleto": "trainer",
+                  "soseleto_frozen": "trainer", "joint": "peer_trainer",
                   "l2rw": "peer_trainer", "glc": "peer_trainer", "noise_layer": "peer_trainer"}
 
 
@@ -137,6 +138,20 @@ def confusion_figure(job: Job) -> None:
                            outputs=[job.output["png"], job.output["pdf"]])
 
 
+def noisy_curves(job: Job) -> None:
+    from soseleto.report.history import write_curves
+
+    write_curves(list(job.input["metrics"]), panel="noise", panel_label="noise", title=job.params["title"],
+                 out_csv=job.output["csv"], outputs=[job.output["png"], job.output["pdf"]])
+
+
+def noisy_alpha_histograms(job: Job) -> None:
+    from soseleto.report.table1 import write_alpha_histograms
+
+    write_alpha_histograms(list(job.input["alpha"]), job.params["noises"], data=job.params["data"],
+                           outputs=[job.output["png"], job.output["pdf"]])
+
+
 def label_errors(job: Job) -> None:
     from soseleto.report.label_errors import write_label_errors
 
@@ -148,6 +163,7 @@ def label_errors(job: Job) -> None:
 # method -> (settings path, settings path of the run it starts from)
 TRANSFER_SETTINGS = {"target_only": ("target_only", None), "pretrain": ("pretrain", None),
                      "fine_tuning": ("finetune", "pretrain"), "soseleto": ("soseleto", None),
+                     "soseleto_frozen": ("soseleto", None),
                      "appendix_c": ("soseleto", None), "two_stage": ("two_stage", "soseleto")}
 
 
@@ -196,6 +212,13 @@ def table2(job: Job) -> None:
     write_table2(list(job.input["metrics"]), job.output["csv"], job.output["md"])
 
 
+def transfer_curves(job: Job) -> None:
+    from soseleto.report.history import write_curves
+
+    write_curves(list(job.input["metrics"]), panel="n_target", panel_label="n_t =", title=job.params["title"],
+                 out_csv=job.output["csv"], outputs=[job.output["png"], job.output["pdf"]])
+
+
 def appendix_c(job: Job) -> None:
     from soseleto.config import to_dict
     from soseleto.report.table2 import write_appendix_c
@@ -225,12 +248,15 @@ def step_cost(job: Job) -> None:
 
 JOBS: dict[str, Callable[[Job], None]] = {
     "dataset": dataset, "synthetic_seed": synthetic_seed, "synthetic_summary": synthetic_summary, "figure1": figure1,
-    "noisy_split": noisy_split, "noisy_baseline": noisy_run, "noisy_soseleto": noisy_run, "noisy_finetune": noisy_run,
+    "noisy_split": noisy_split, "noisy_baseline": noisy_run, "noisy_soseleto": noisy_run,
+    "noisy_soseleto_frozen": noisy_run, "noisy_finetune": noisy_run,
     "noisy_peer": noisy_run, "noisy_l2rw": noisy_run, "noisy_cleanlab": noisy_cleanlab, "table1": table1,
     "table1_peers": table1, "figure2": figure2, "confusion_figure": confusion_figure, "label_errors": label_errors,
+    "noisy_curves": noisy_curves, "noisy_alpha_histograms": noisy_alpha_histograms, "transfer_curves": transfer_curves,
     "transfer_source_split": transfer_source_split, "appendix_c_source_split": transfer_source_split,
     "transfer_target_split": transfer_target_split, "transfer_pretrain": transfer_run,
     "transfer_target_only": transfer_run, "transfer_fine_tuning": transfer_run, "transfer_soseleto": transfer_run,
+    "transfer_soseleto_frozen": transfer_run,
     "transfer_two_stage": transfer_run, "appendix_c_run": transfer_run, "table2": table2, "appendix_c": appendix_c,
     "step_cost": step_cost,
 }

@@ -146,6 +146,7 @@ class SideConfig(Section):
 class AppendixCConfig(Section):
     """Appendix C / Figures 3-5: SOSELETO from ``source_classes`` of the source set to the target classes."""
 
+    enabled: bool = opt(True, "run Appendix C (part of `snakemake all`)")
     seeds: tuple[int, ...] = opt((0,), "runs; Figure 3 averages over them, Figures 4-5 show the first", **SEEDS)
     source_classes: tuple[int, ...] = opt(tuple(range(10)), "source classes", min_items=2, unique=True, ge=0)
     n_target: int = opt(25, "target images (a multiple of the target classes)", ge=1)
@@ -155,7 +156,7 @@ class AppendixCConfig(Section):
     lowest: int = opt(16, "images of Figure 5 (the lowest-alpha instances labelled 0)", ge=1)
 
 
-TRANSFER_METHODS = ("target_only", "fine_tuning", "soseleto", "two_stage")
+TRANSFER_METHODS = ("target_only", "fine_tuning", "soseleto", "soseleto_frozen", "two_stage")
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,9 @@ class TransferConfig(Section):
 
 
 PAPER_METHODS = ("noisy_baseline", "soseleto", "finetune")  # the rows of the paper's Table 1 we run
+ABLATIONS = ("soseleto_frozen",)  # SOSELETO with lr_alpha = 0: what the reweighting itself adds
 PEER_METHODS = ("joint", "l2rw", "glc", "noise_layer")  # beyond the paper: soseleto.methods
-NOISY_METHODS = PAPER_METHODS + PEER_METHODS
+NOISY_METHODS = PAPER_METHODS + ABLATIONS + PEER_METHODS
 
 
 @dataclass(frozen=True)

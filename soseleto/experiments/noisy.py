@@ -8,6 +8,8 @@ matrix. Per (noise level, method, seed): one training run of
 
 * ``noisy_baseline``: the network trained on the noisy source as if it were clean;
 * ``soseleto``: Algorithm 1 with the noisy source and the clean target (shared classifier);
+* ``soseleto_frozen``: the same with ``lr_alpha = 0`` (alpha stays at its initial value), which
+  shows what the reweighting itself adds;
 * ``finetune``: the noisy baseline's network, trained further on the clean target;
 * beyond the paper, the peers of :mod:`soseleto.methods.peers` on the same split, seeds and network.
 
@@ -17,6 +19,7 @@ and the test accuracy at the epoch of best validation accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from soseleto.config import (PEER_METHODS, DataConfig, NoisySplitConfig, PairedConfig, PeerConfig, PlainConfig,
+from soseleto.config import (NOISY_METHODS, PEER_METHODS, DataConfig, NoisySplitConfig, PairedConfig, PeerConfig, PlainConfig,
                              SoseletoConfig)
 from soseleto.core.checkpoint import identity, load_checkpoint, publish, resume_path
 from soseleto.core.device import resolve_device
@@ -158,7 +161,7 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
     it is published as the checkpoint once everything else is written. ``finetune`` starts from
     ``init`` = (the noisy baseline's checkpoint, its settings).
     """
-    table_key = {"soseleto": "alpha", "l2rw": "scores"}.get(method)
+    table_key = {"soseleto": "alpha", "soseleto_frozen": "alpha", "l2rw": "scores"}.get(method)
     extra_outputs = sorted(set(outputs) - {"metrics", "checkpoint"})
     if extra_outputs != ([table_key] if table_key else []):
         raise ValueError(f"{method} writes metrics, checkpoint{', ' + table_key if table_key else ''}; "
@@ -186,7 +189,7 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
                **{f"n_{r}": len(getattr(data_sets, r)) if getattr(data_sets, r) is not None else 0 for r in ROLES},
                **run_summary(run.history, settings.epochs), **extra}
     if table_key:
-        table = source_alpha_table(split, run.scores, column="alpha" if method == "soseleto" else "score")
+        table = source_alpha_table(split, run.scores, column="score" if method == "l2rw" else "alpha")
         if "draws" in run.extra:
             table["draws"] = run.extra["draws"].astype(int)
         metrics.update(_mean_by_truth(table, table.columns[4]))
@@ -206,9 +209,10 @@ def _train(method: str, settings: Settings, features, head, data: NoisySets, *, 
     """One run of ``method``; its history records the test (and validation) accuracy per epoch."""
     common = {"seed": seed, "device": device, "checkpoint": checkpoint, "identity": identity,
               "monitors": monitors(features, head, data)}
-    if method == "soseleto":
+    if method in ("soseleto", "soseleto_frozen"):
+        cfg = dataclasses.replace(settings, lr_alpha=0.0) if method == "soseleto_frozen" else settings
         trainer = Soseleto(features, head, None, n_source=len(data.source), n_target=len(data.target),
-                           cfg=settings, device=device)
+                           cfg=cfg, device=device)
         history = train(trainer, data.source, data.target, schedule=settings.schedule, name=method, **common)
         return RunResult(history, trainer.alpha.cpu().numpy())
     if method in ("noisy_baseline", "finetune"):
@@ -216,7 +220,7 @@ def _train(method: str, settings: Settings, features, head, data: NoisySets, *, 
         return RunResult(train_plain(features, head, train_set, settings, name=method, **common))
     if method in PEER_METHODS:
         return train_peer(method, features, head, data.source, data.target, settings, peers, **common)
-    raise ValueError(f"method={method!r} is invalid; choose one of noisy_baseline, soseleto, finetune, {PEER_METHODS}")
+    raise ValueError(f"method={method!r} is invalid; choose one of {NOISY_METHODS}")
 
 
 def monitors(features, head, data: NoisySets) -> dict[str, Callable[[], float]]:

@@ -18,7 +18,8 @@ target-side set with the mean/std of the ``n_target`` labelled target images.
 
 Methods (one job per ``(n_target, method, seed)``): ``target_only``, ``fine_tuning``
 (``pretrain`` on the source, then every layer trained on the target with a fresh classifier),
-``soseleto`` (transfer mode: shared features, separate classifiers) and ``two_stage`` (the
+``soseleto`` (transfer mode: shared features, separate classifiers), ``soseleto_frozen`` (the
+same with ``lr_alpha = 0``: what the reweighting adds) and ``two_stage`` (the
 ``soseleto`` run's target network labels the pool, which becomes the noisy source of a
 noisy-label-mode run with the same clean target). Every run on the target records the test
 accuracy after every epoch.
@@ -26,6 +27,7 @@ accuracy after every epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -188,7 +190,7 @@ def _rows(index: pd.Series, y: torch.Tensor, labels: pd.Series, path: str) -> to
 
 
 # -- runs -----------------------------------------------------------------------------------------
-METHODS = ("target_only", "pretrain", "fine_tuning", "soseleto", "two_stage", "appendix_c")
+METHODS = ("target_only", "pretrain", "fine_tuning", "soseleto", "soseleto_frozen", "two_stage", "appendix_c")
 
 
 @dataclass
@@ -271,12 +273,14 @@ def _run_plain(job: Job, data_sets: TransferSets, dev, resume: str):
 
 
 def _run_soseleto(job: Job, data_sets: TransferSets, dev, resume: str):
-    """SOSELETO in transfer mode; ``alpha`` rows: ``index``, ``label`` (the source label), ``alpha``."""
+    """SOSELETO in transfer mode (``soseleto_frozen``: with ``lr_alpha = 0``); ``alpha`` rows: ``index``,
+    ``label`` (the source label), ``alpha``."""
     n_s = len(np.unique(data_sets.source_label))
     features, (head_s, head_t) = build(job.task.model, _shape(job, data_sets), [n_s, len(job.task.target.classes)],
                                        seed=job.seed)
+    cfg = dataclasses.replace(job.settings, lr_alpha=0.0) if job.method == "soseleto_frozen" else job.settings
     trainer = Soseleto(features, head_s, head_t, n_source=len(data_sets.source), n_target=len(data_sets.target),
-                       cfg=job.settings, device=dev)
+                       cfg=cfg, device=dev)
     history = train(trainer, data_sets.source, data_sets.target, schedule=job.settings.schedule, seed=job.seed,
                     device=dev, checkpoint=resume, identity=job.identity(), name=job.method,
                     monitors=_test_monitor(features, head_t, data_sets.test))
@@ -313,4 +317,4 @@ def _run_two_stage(job: Job, data_sets: TransferSets, dev, resume: str):
 
 
 RUNS = {"target_only": _run_plain, "pretrain": _run_plain, "fine_tuning": _run_plain, "soseleto": _run_soseleto,
-        "appendix_c": _run_soseleto, "two_stage": _run_two_stage}
+        "soseleto_frozen": _run_soseleto, "appendix_c": _run_soseleto, "two_stage": _run_two_stage}

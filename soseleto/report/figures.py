@@ -214,3 +214,52 @@ def figure2(curves: pd.DataFrame) -> plt.Figure:
     ax.set_title("Noisy CIFAR-10: samples kept by SOSELETO's $\\alpha$")
     fig.tight_layout()
     return fig
+
+
+def accuracy_curves(curves: pd.DataFrame, *, panel: str, panel_label: str, title: str) -> plt.Figure:
+    """Test accuracy against epoch: one panel per value of column ``panel`` (noise level, target
+    size), one line per method (mean over seeds, band = min to max over seeds).
+
+    ``curves`` has columns ``panel``, method, seed, epoch, test_accuracy.
+    """
+    values = sorted(curves[panel].unique())
+    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 4.2), squeeze=False, sharey=True)
+    colors = dict(zip(curves.method.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    for ax, value in zip(axes[0], values):
+        for method, c in curves[curves[panel] == value].groupby("method", sort=False):
+            g = c.groupby("epoch").test_accuracy
+            mean = g.mean()
+            ax.plot(mean.index, 100 * mean.to_numpy(), color=colors[method], label=method, lw=1.6)
+            ax.fill_between(mean.index, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), color=colors[method],
+                            alpha=0.15, lw=0)
+        ax.set_title(f"{panel_label} {value:g}" if isinstance(value, float) else f"{panel_label} {value}")
+        ax.set_xlabel("epoch"), ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    axes[0, -1].legend(fontsize=9, loc="lower right")
+    fig.suptitle(f"{title} (mean over seeds; band: min to max)")
+    fig.tight_layout()
+    return fig
+
+
+def alpha_histograms(alpha: pd.DataFrame, *, panel: str, panel_label: str, group: str, title: str,
+                     bins: int = 44) -> plt.Figure:
+    """Histograms of alpha, one panel per value of ``panel``, one colour per value of the boolean
+    column ``group`` (e.g. ``noisy``: clean vs mislabeled), pooled over seeds, as densities."""
+    values = sorted(alpha[panel].unique())
+    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 4.0), squeeze=False)
+    edges = np.linspace(min(0.0, alpha.alpha.min()), max(1.1, alpha.alpha.max()), bins + 1)
+    names = {False: ("clean", GOOD), True: ("mislabeled", BAD)} if group == "noisy" else {
+        True: ("relevant", GOOD), False: ("irrelevant", BAD)}
+    for ax, value in zip(axes[0], values):
+        a = alpha[alpha[panel] == value]
+        for key, (name, color) in names.items():
+            sel = a[a[group] == key].alpha
+            if len(sel):
+                ax.hist(sel, bins=edges, density=True, alpha=0.55, color=color,
+                        label=f"{name} (n={len(sel)}, mean {sel.mean():.2f})")
+        ax.set_title(f"{panel_label} {value:g}" if isinstance(value, float) else f"{panel_label} {value}")
+        ax.set_xlabel("$\\alpha$"), ax.set_yscale("log"), ax.legend(fontsize=9)
+    axes[0, 0].set_ylabel("density (log scale)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

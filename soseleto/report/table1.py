@@ -29,9 +29,10 @@ PAPER_TABLE1: dict[float, dict[str, float]] = {
     0.5: {"noisy_baseline": 57.36, "sukhbaatar": 63.39, "xiao": 63.00, "soseleto": 66.33},
 }
 LABELS = {
-    "noisy_baseline": "CIFAR-10 Quick on noisy labels",
+    "noisy_baseline": "plain training on the noisy labels",
     "finetune": "noisy model fine-tuned on the clean target",
     "soseleto": "SOSELETO",
+    "soseleto_frozen": "SOSELETO, alpha frozen (lr_alpha = 0)",
     "sukhbaatar": "Sukhbaatar et al. (2014), 10K clean",
     "xiao": "Xiao et al. (2015), 10K clean",
     "joint": "joint training",
@@ -39,37 +40,59 @@ LABELS = {
     "glc": "Gold Loss Correction",
     "noise_layer": "noise-adaptation layer",
 }
-PAPER_ORDER = ("noisy_baseline", "finetune", "soseleto")  # the rows of table1.md
+PAPER_ORDER = ("noisy_baseline", "finetune", "soseleto", "soseleto_frozen")  # the rows of table1.md
 METHOD_ORDER = PAPER_ORDER + ("joint", "l2rw", "glc", "noise_layer")
+COLUMNS = ["noise", "method", "seed", "accuracy", "accuracy_at_best_validation", "best_epoch"]
 
 
-def collect(metrics_jsons: list[str]) -> pd.DataFrame:
-    """The tidy table: one row per run with noise, method, seed, accuracy (fraction in [0, 1])."""
-    rows = [json.loads(Path(p).read_text()) for p in metrics_jsons]
-    df = pd.DataFrame([{k: r[k] for k in ("noise", "method", "seed", "accuracy")} for r in rows])
+def collect(metrics_jsons: list[str]) -> tuple[pd.DataFrame, str]:
+    """The tidy table -- one row per run: noise, method, seed, accuracy at the end of training and
+    at the epoch of best validation accuracy (NaN without validation), that epoch -- and what the
+    runs were trained on (:func:`data_name`)."""
+    records = [json.loads(Path(p).read_text()) for p in metrics_jsons]
+    df = pd.DataFrame([{k: r.get(k, np.nan) for k in COLUMNS} for r in records])
     df["order"] = df.method.map({m: i for i, m in enumerate(METHOD_ORDER)})
-    return df.sort_values(["noise", "order", "seed"]).drop(columns="order").reset_index(drop=True)
+    df = df.sort_values(["noise", "order", "seed"]).drop(columns="order").reset_index(drop=True)
+    return df, data_name(records)
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
+def data_name(records: list[dict]) -> str:
+    """``paper`` for real CIFAR-10, ``generated cifar10`` for its stand-in, else the data set's tag."""
+    from soseleto.config import DATASET_NAMES
+    from soseleto.paths import dataset_tag
+
+    names = set()
+    for r in records:
+        cfg = r["provenance"]["config"]
+        named = cfg["split"]["dataset"].lower() in DATASET_NAMES
+        name = dataset_tag(cfg["split"]["dataset"])
+        names.add(f"generated {name}" if named and cfg["data"]["source"] == "generated"
+                  else ("paper" if name == "cifar10" else name))
+    if len(names) != 1:
+        raise ValueError(f"runs were made on different data {sorted(names)}; rerun them on one")
+    return names.pop()
+
+
+def summarize(table: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
     """Per (noise, method): ``n`` seeds, ``mean`` and ``std`` (sample std, ddof=1; NaN for one
-    seed) of the accuracy, in percent."""
-    g = table.assign(acc=100 * table.accuracy).groupby(["noise", "method"], sort=False).acc
+    seed) of ``column`` (an accuracy), in percent."""
+    g = table.assign(acc=100 * table[column]).groupby(["noise", "method"], sort=False).acc
     return pd.DataFrame({"n": g.size(), "mean": g.mean(), "std": g.std(ddof=1)}).reset_index()
 
 
-def render_markdown(summary: pd.DataFrame) -> str:
-    """Table 1 as markdown: one row per noise level; ours (mean ± std) beside the paper's numbers
-    (the paper's methods only)."""
+def render_markdown(summary: pd.DataFrame, *, data: str = "paper", title: str | None = None) -> str:
+    """Table 1 as markdown: one row per noise level; ours (mean ± std), beside the paper's numbers
+    (the paper's methods only) when the runs were on CIFAR-10."""
+    paper_cols = data == "paper"
     methods = [m for m in PAPER_ORDER if m in set(summary.method)]
     n_seeds = sorted(set(summary.n))
     head = ["noise"]
     for m in methods:
         head.append(f"{LABELS[m]} (ours)")
-        if m != "finetune":
+        if paper_cols and m in ("noisy_baseline", "soseleto"):
             head.append(f"{LABELS[m]} (paper)")
-    head += [f"{LABELS[m]} (reported)" for m in ("sukhbaatar", "xiao")]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    head += [f"{LABELS[m]} (reported)" for m in ("sukhbaatar", "xiao")] if paper_cols else []
+    lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for noise, rows in summary.groupby("noise", sort=True):
         paper = _paper_row(noise)
         cells = [f"{100 * noise:g}%"]
@@ -77,21 +100,20 @@ def render_markdown(summary: pd.DataFrame) -> str:
         for m in methods:
             r = by_method.loc[m] if m in by_method.index else None
             cells.append("—" if r is None else _mean_std(r["mean"], r["std"]))
-            if m != "finetune":
+            if paper_cols and m in ("noisy_baseline", "soseleto"):
                 cells.append(_num(paper.get(m)))
-        cells += [_num(paper.get(m)) for m in ("sukhbaatar", "xiao")]
+        cells += [_num(paper.get(m)) for m in ("sukhbaatar", "xiao")] if paper_cols else []
         lines.append("| " + " | ".join(cells) + " |")
     seeds = "/".join(str(n) for n in n_seeds)
-    lines += [
-        "",
-        f"Test accuracy (%) on the CIFAR-10 test set; ours: mean ± sample std over {seeds} seed(s). "
-        "Paper: Table 1 of the SOSELETO paper (5K clean target). Reported: the competitors' numbers "
-        "as the paper quotes them from Xiao et al. (2015), with 10K clean samples; not rerun here.",
-    ]
-    return "\n".join(lines) + "\n"
+    where = "the CIFAR-10 test set" if paper_cols else f"the held-out test images ({data})"
+    note = (f"Test accuracy (%) on {where}; ours: mean ± sample std over {seeds} seed(s).")
+    if paper_cols:
+        note += (" Paper: Table 1 of the SOSELETO paper (5K clean target). Reported: the competitors' numbers as "
+                 "the paper quotes them from Xiao et al. (2015), with 10K clean samples; not rerun here.")
+    return "\n".join(lines + ["", note]) + "\n"
 
 
-def render_side_by_side(summary: pd.DataFrame) -> str:
+def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper") -> str:
     """Every method run, one column each (mean ± std, percent), one row per noise level."""
     methods = [m for m in METHOD_ORDER if m in set(summary.method)]
     head = ["noise"] + [f"{LABELS[m]} (`{m}`)" for m in methods]
@@ -102,9 +124,10 @@ def render_side_by_side(summary: pd.DataFrame) -> str:
             _mean_std(by_method.loc[m, "mean"], by_method.loc[m, "std"]) if m in by_method.index else "—" for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = "/".join(str(n) for n in sorted(set(summary.n)))
+    where = "the CIFAR-10 test set" if data == "paper" else f"the held-out test images ({data})"
     lines += [
         "",
-        f"Test accuracy (%) on the CIFAR-10 test set, mean ± sample std over {seeds} seed(s); every method on "
+        f"Test accuracy (%) on {where}, mean ± sample std over {seeds} seed(s); every method on "
         "the same noisy source, clean target, seeds and network. The paper's numbers are in table1.md.",
     ]
     return "\n".join(lines) + "\n"
@@ -112,11 +135,22 @@ def render_side_by_side(summary: pd.DataFrame) -> str:
 
 def write_table1(metrics_jsons: list[str], out_csv: str, out_md: str, *, side_by_side: bool = False) -> pd.DataFrame:
     """``table1.csv`` (tidy, fractions) and ``table1.md`` (rendered, percent): beside the paper's
-    numbers, or with ``side_by_side`` every method in its own column (``table1_peers``)."""
-    table = collect(metrics_jsons)
-    prov = provenance(inputs=[str(p) for p in metrics_jsons])
+    numbers, or with ``side_by_side`` every method in its own column (``table1_peers``). With a
+    validation split, the markdown has a second table: every method at the epoch of its best
+    validation accuracy, as a practitioner who stops early would get."""
+    table, data = collect(metrics_jsons)
+    prov = provenance(inputs=[str(p) for p in metrics_jsons], data=data)
     write_csv(table, out_csv, prov=prov)
-    md = (render_side_by_side if side_by_side else render_markdown)(summarize(table))
+    if side_by_side:
+        md = render_side_by_side(summarize(table), data=data)
+    else:
+        title = None if data == "paper" and table.accuracy_at_best_validation.isna().all() else (
+            "At the end of training (as in the paper)")
+        md = render_markdown(summarize(table), data=data, title=title)
+    if table.accuracy_at_best_validation.notna().all():
+        best = summarize(table, "accuracy_at_best_validation")
+        md += "\n" + (render_side_by_side(best, data=data) if side_by_side else render_markdown(
+            best, data=data, title="At the epoch of best validation accuracy (early stopping on the clean validation images)"))
     write_markdown(md, out_md, prov=prov)
     log.info("table 1:\n%s", md)
     return table
@@ -220,3 +254,17 @@ def write_confusion_figure(confusion_csvs: list[str], noise_levels: list[float],
     fig = confusion_heatmaps(matrices)
     for out in outputs:
         save_figure(fig, out, prov=prov)
+
+
+def write_alpha_histograms(alpha_csvs: list[str], noises: list[float], *, data: str, outputs: list[str]) -> None:
+    """Histograms of SOSELETO's alpha for the clean and the mislabeled source samples, one panel
+    per noise level (``alpha_csvs[i]`` belongs to ``noises[i]``), pooled over seeds."""
+    from soseleto.report.figures import alpha_histograms
+
+    alpha = pd.concat([pd.read_csv(p).assign(noise=float(n)) for p, n in zip(alpha_csvs, noises)], ignore_index=True)
+    fig = alpha_histograms(alpha, panel="noise", panel_label="noise", group="noisy",
+                           title=f"SOSELETO's alpha at the end of training ({data}): clean vs mislabeled source samples")
+    prov = provenance(inputs=[str(p) for p in alpha_csvs], noises=list(noises))
+    for out in outputs:
+        save_figure(fig, out, prov=prov)
+

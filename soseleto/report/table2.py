@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from soseleto.config import TRANSFER_METHODS
 from soseleto.core.rng import generator
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
 
@@ -21,6 +22,7 @@ METHODS = {
     "target_only": ("Target only", False),
     "fine_tuning": ("Fine-tuning", False),
     "soseleto": ("SOSELETO", False),
+    "soseleto_frozen": ("SOSELETO, alpha frozen (lr_alpha = 0)", False),
     "two_stage": ("Two-stage SOSELETO", True),
     "vinyals": ("Vinyals et al. (2016)", True),
     "vinyals_ft": ("Fine-tuned variant of Vinyals et al. (2016)", True),
@@ -125,7 +127,7 @@ def table2_markdown(tidy: pd.DataFrame, *, data: str) -> str:
                 spread = f" ± {s['std']:.1f}" if k > 1 else ""
                 cells.append(f"{s['mean']:.1f}{spread} ({k} seed{'s' if k > 1 else ''})")
             else:
-                cells.append("not run" if method in ("target_only", "fine_tuning", "soseleto", "two_stage") else "–")
+                cells.append("not run" if method in TRANSFER_METHODS else "–")
             if (method, n) in paper.index:
                 acc, note = paper.loc[(method, n), ["accuracy_pct", "note"]]
                 cells.append(f"> {acc:.0f}" if note.startswith("lower bound") else f"{acc:.1f}")

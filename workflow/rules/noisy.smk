@@ -6,8 +6,9 @@ NOISY = CFG.noisy
 NOISY_TAG = P.dataset_tag(NOISY.split.dataset)
 NOISE_TAGS = [P.noise_tag(v) for v in NOISY.noise_levels]
 NOISY_METHODS = list(NOISY.methods)
-# the paper's rows of Table 1; every method (the peers of workflow/rules/peers.smk too) is in table1_peers
-TABLE1_METHODS = [m for m in NOISY_METHODS if m in C.PAPER_METHODS]
+# the paper's rows of Table 1 (and the alpha-frozen ablation); every method (the peers of
+# workflow/rules/peers.smk too) is in table1_peers
+TABLE1_METHODS = [m for m in NOISY_METHODS if m in C.PAPER_METHODS + C.ABLATIONS]
 NOISY_DIR = f"results/noisy/{NOISY_TAG}"
 NOISY_RUN = f"{NOISY_DIR}/noise{{noise}}/{{method}}/seed{{seed}}"
 NOISY_TABLES = f"results/tables/{NOISY_TAG}"
@@ -107,6 +108,21 @@ use rule noisy_baseline as noisy_soseleto with:
         device=DEVICE,
 
 
+use rule noisy_baseline as noisy_soseleto_frozen with:
+    output:
+        metrics=f"{NOISY_DIR}/noise{{noise}}/soseleto_frozen/seed{{seed}}/metrics.json",
+        checkpoint=f"{NOISY_DIR}/noise{{noise}}/soseleto_frozen/seed{{seed}}/model.ckpt",
+        alpha=f"{NOISY_DIR}/noise{{noise}}/soseleto_frozen/seed{{seed}}/alpha.csv",
+    log:
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/soseleto_frozen/seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/soseleto_frozen/seed{{seed}}.tsv"
+    params:
+        method="soseleto_frozen",
+        config=job_config("noisy.trainer", *NOISY_RUN_PARAMS),
+        device=DEVICE,
+
+
 use rule noisy_baseline as noisy_finetune with:
     input:
         split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
@@ -184,8 +200,72 @@ rule figure2:
         JOB
 
 
+rule noisy_curves:
+    input:
+        metrics=expand(
+            f"{NOISY_RUN}/metrics.json",
+            noise=NOISE_TAGS,
+            method=NOISY_METHODS,
+            seed=NOISY.seeds,
+        ),
+    output:
+        csv=f"{NOISY_TABLES}/curves.csv",
+        png=report(
+            f"{NOISY_FIGURES}/curves.png",
+            caption="../report/noisy_curves.rst",
+            category=NOISY_CATEGORY,
+            labels={"result": "test accuracy per epoch", "kind": "figure"},
+        ),
+        pdf=f"{NOISY_FIGURES}/curves.pdf",
+    log:
+        f"logs/figures/{NOISY_TAG}/curves.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        runtime=5,
+        mem_mb=2000,
+    params:
+        title=f"Noisy labels ({NOISY_TAG}): test accuracy per epoch",
+    script:
+        JOB
+
+
+rule noisy_alpha_histograms:
+    input:
+        alpha=expand(
+            f"{NOISY_RUN}/alpha.csv",
+            noise=NOISE_TAGS,
+            method="soseleto",
+            seed=NOISY.seeds,
+        ),
+    output:
+        png=report(
+            f"{NOISY_FIGURES}/alpha_histograms.png",
+            caption="../report/alpha_histograms.rst",
+            category=NOISY_CATEGORY,
+            labels={"result": "alpha histograms", "kind": "figure"},
+        ),
+        pdf=f"{NOISY_FIGURES}/alpha_histograms.pdf",
+    log:
+        f"logs/figures/{NOISY_TAG}/alpha_histograms.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        runtime=5,
+        mem_mb=2000,
+    params:
+        noises=[float(n) for n in NOISE_TAGS for _ in NOISY.seeds],
+        data=NOISY_TAG,
+    script:
+        JOB
+
+
 rule noisy_all:
     input:
         rules.table1.output if TABLE1_METHODS else [],
         rules.confusion_figure.output,
         rules.figure2.output if "soseleto" in NOISY_METHODS else [],
+        rules.noisy_alpha_histograms.output if "soseleto" in NOISY_METHODS else [],
+        rules.noisy_curves.output,

@@ -13,6 +13,7 @@ TR_RUN = f"{TR_DIR}/nt{{nt}}/seed{{seed}}"
 AC_DIR = f"results/transfer/{TASK_AC}/appendix_c"
 TR_TABLES = f"results/tables/{TASK}"
 AC_FIGURES = f"results/figures/{TASK_AC}"
+TR_FIGURES = f"results/figures/{TASK}"
 TR_CATEGORY = f"Section 4.3: transfer ({TASK})"
 AC_CATEGORY = f"Appendix C: transfer ({TASK_AC})"
 # what every training job reads besides its own method's settings
@@ -150,6 +151,25 @@ use rule transfer_pretrain as transfer_soseleto with:
         device=DEVICE,
 
 
+use rule transfer_pretrain as transfer_soseleto_frozen with:
+    input:
+        source=f"{SPLITS}/source.csv",
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
+    output:
+        metrics=f"{TR_RUN}/soseleto_frozen/metrics.json",
+        checkpoint=f"{TR_RUN}/soseleto_frozen/checkpoint.pt",
+        alpha=f"{TR_RUN}/soseleto_frozen/alpha.csv",
+    log:
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_frozen.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_frozen.tsv"
+    params:
+        method="soseleto_frozen",
+        config=job_config("transfer.soseleto", *TASK_PARAMS),
+        device=DEVICE,
+
+
 use rule transfer_pretrain as transfer_two_stage with:
     input:
         target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
@@ -261,7 +281,39 @@ rule appendix_c:
         JOB
 
 
+rule transfer_curves:
+    input:
+        metrics=expand(
+            f"{TR_RUN}/{{method}}/metrics.json",
+            nt=TR.n_target,
+            seed=TR.seeds,
+            method=TR.methods,
+        ),
+    output:
+        csv=f"{TR_TABLES}/curves.csv",
+        png=report(
+            f"{TR_FIGURES}/curves.png",
+            caption="../report/transfer_curves.rst",
+            category=TR_CATEGORY,
+            labels={"result": "test accuracy per epoch", "kind": "figure"},
+        ),
+        pdf=f"{TR_FIGURES}/curves.pdf",
+    log:
+        f"logs/figures/{TASK}/curves.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        runtime=5,
+        mem_mb=2000,
+    params:
+        title=f"Transfer ({TASK}): test accuracy per epoch",
+    script:
+        JOB
+
+
 rule transfer_all:
     input:
         rules.table2.output,
-        rules.appendix_c.output,
+        rules.transfer_curves.output,
+        rules.appendix_c.output if AC.enabled else [],
