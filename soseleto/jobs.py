@@ -37,6 +37,15 @@ class Job:
         return section(self.params["config"], path)
 
 
+def all_cores(workflow: Any) -> int:
+    """Every core given to Snakemake (a job that times itself claims them all), or 1 when the run
+    states none (``--report``, ``--unlock``, ``--lint``), so those commands still parse the workflow."""
+    try:
+        return int(workflow.cores)
+    except Exception:  # snakemake raises WorkflowError when --cores was not given
+        return 1
+
+
 def run(smk: Any) -> None:
     """Entry point of ``workflow/scripts/job.py``: run the function of the job's rule."""
     job = Job(smk.rule, dict(smk.input.items()), dict(smk.output.items()), dict(smk.params.items()),

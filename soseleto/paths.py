@@ -19,6 +19,11 @@ def dataset_tag(dataset: str) -> str:
     return dataset.lower() if dataset.lower() in DATASET_NAMES else PurePath(dataset).name.removesuffix(".npz")
 
 
+def manifest(dataset: str) -> str:
+    """The file the ``dataset`` rule writes once a data set is in place (downloaded if configured)."""
+    return f"results/data/{dataset_tag(dataset)}.json"
+
+
 def classes_tag(classes) -> str:
     """File-name tag of a class list: ``(0, 1, 2, 3, 4) -> '01234'``, ``(10, 11) -> '10.11'``."""
     return ("" if max(classes) < 10 else ".").join(str(int(c)) for c in classes)

@@ -13,9 +13,8 @@ rule step_cost:
         "logs/benchmarks/step_cost.log",
     conda:
         ENV
-    # alone on the machine and on the card: it measures time (a callable, so that --report and
-    # --unlock, which give no --cores, can still parse the rule)
-    threads: lambda wildcards: workflow.cores
+    # alone on the machine and on the card: it measures time
+    threads: lambda wildcards: all_cores(workflow)
     resources:
         gpu=GPU,
         runtime=30,

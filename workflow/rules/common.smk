@@ -1,7 +1,10 @@
 # Shared definitions for all rules: the typed configuration and the path tags. Only torch-free
 # modules of the soseleto package are imported here, so building the DAG never loads torch.
+import functools
+
 from soseleto import config as C
 from soseleto import paths as P
+from soseleto.jobs import all_cores
 
 ENV = "../envs/soseleto.yaml"
 JOB = "../scripts/job.py"
@@ -17,9 +20,8 @@ DEVICE = CFG.device
 GPU = 0 if DEVICE == "cpu" else 1
 
 
-def job_config(*paths):
-    """A job's `params.config`: exactly the config entries it reads (see soseleto/jobs.py)."""
-    return C.job_params(CFG, *paths)
+# a job's `params.config`: exactly the config entries it reads (see soseleto/jobs.py)
+job_config = functools.partial(C.job_params, CFG)
 
 
 # data sets by their tag in result paths (results/data/<tag>.json)
@@ -31,7 +33,3 @@ DATASETS = {
         CFG.transfer.target.dataset,
     )
 }
-
-
-def manifest(dataset):
-    return f"results/data/{P.dataset_tag(dataset)}.json"

@@ -25,7 +25,7 @@ wildcard_constraints:
 
 rule noisy_split:
     input:
-        manifest(NOISY.split.dataset),
+        P.manifest(NOISY.split.dataset),
     output:
         split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
         confusion=f"{NOISY_DIR}/noise{{noise}}/confusion.csv",

@@ -33,7 +33,7 @@ wildcard_constraints:
 
 rule transfer_source_split:
     input:
-        manifest(TR.source.dataset),
+        P.manifest(TR.source.dataset),
     output:
         split=f"{SPLITS}/source.csv",
     log:
@@ -61,7 +61,7 @@ use rule transfer_source_split as appendix_c_source_split with:
 
 use rule transfer_source_split as transfer_target_split with:
     input:
-        manifest(TR.target.dataset),
+        P.manifest(TR.target.dataset),
     output:
         target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
         test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
