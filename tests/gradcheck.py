@@ -2,8 +2,8 @@
 
 import torch
 
-from soseleto.models import build_classifier, build_features
-from soseleto.rng import seeded
+from soseleto.core.models import build_classifier, build_features
+from soseleto.core.rng import seeded
 
 
 def net(name, in_shape, n_classes=3, **kw):

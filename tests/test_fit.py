@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from soseleto import cli
-from soseleto.data import to_float
-from soseleto.fit import choose_model, load_fitted
+from soseleto.config import SoseletoConfig
+from soseleto.data.images import to_float
+from soseleto.experiments.fit import load_fitted
 
 
 def _images(n, n_classes, *, seed, shape=(8, 8)):
@@ -51,7 +52,7 @@ def test_noisy_mode_writes_weights_model_and_metrics(sets, tmp_path, capsys):
     out = tmp_path / "fit"
     assert _fit(sets, out) == 0
     err = capsys.readouterr().err
-    assert "epoch 1/3" in err and "epoch 3/3" in err and "target accuracy" in err  # progress per epoch
+    assert "fit: epoch 1/3" in err and "fit: epoch 3/3" in err and "target_accuracy" in err  # progress per epoch
 
     w = pd.read_csv(out / "weights.csv")
     assert list(w.columns) == ["index", "label", "alpha", "rank"] and len(w) == 96
@@ -65,6 +66,8 @@ def test_noisy_mode_writes_weights_model_and_metrics(sets, tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "noisy" and m["n_source"] == 96 and m["n_test"] == 60 and len(m["history"]) == 3
     assert 0 <= m["test_accuracy"] <= 1 and m["provenance"]["config"]["source"] == sets["source"]
+    assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
+    assert m["history"][-1]["test_accuracy"] == m["test_accuracy"] and "alpha_mean" in m["history"][0]
 
     features, head, state = load_fitted(out / "model.pt")  # the saved model gives the reported accuracy
     z = np.load(sets["test"])
@@ -99,11 +102,16 @@ def test_transfer_mode_has_its_own_head_and_class_subsets(tmp_path):
     assert head.out_features == 2
 
 
-def test_model_follows_the_image_shape():
-    assert choose_model((1, 28, 28)) == "lenet"
-    assert choose_model((3, 32, 32)) == "cifar_quick"
-    assert choose_model((1, 8, 8)) == "cifar_quick"
-    assert choose_model((1, 4, 4)) == "mlp"
+def test_cli_defaults_are_the_soseleto_config_defaults():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cli.fit_arguments(parser)
+    args = parser.parse_args(["--source", "s", "--target", "t", "--mode", "noisy", "--out", "o"])
+    defaults = SoseletoConfig()
+    for flag, name in cli.TRAINER_FLAGS.items():
+        assert getattr(args, name) == getattr(defaults, name), flag
+    assert (args.model, args.seed, args.device, args.flag_threshold) == ("auto", 0, "auto", 0.1)
 
 
 def _bad(tmp_path, sets, **change):

@@ -4,13 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from soseleto import ghost
-from soseleto.bilevel import reference_alignment
-from soseleto.config import TrainerConfig
-from soseleto.models import build_classifier, build_features
-from soseleto.rng import seeded
-from soseleto.trainer import Soseleto
+from soseleto.core import ghost
+from soseleto.core.forward_mode import reference_alignment
+from soseleto.core.models import build_classifier, build_features
+from soseleto.core.rng import seeded
+from soseleto.core.soseleto import Soseleto
 
+from builders import soseleto_config
 from gradcheck import net, random_tangents, rel_err
 
 
@@ -80,8 +80,8 @@ def test_trainer_step_identical_with_ghost_and_forward_mode(float64, shared):
         with seeded(0):
             features, dim = build_features("lenet", (1, 28, 28))
             src, tgt = build_classifier(dim, 3), None if shared else build_classifier(dim, 2)
-        cfg = TrainerConfig(shared_classifier=shared, lr_p=0.05, lr_alpha=50.0, momentum=0.9, alpha_init=0.5,
-                            alpha_grad="all" if shared else "features")
+        cfg = soseleto_config(shared_classifier=shared, lr_p=0.05, lr_alpha=50.0, momentum=0.9, alpha_init=0.5,
+                              alpha_grad="all" if shared else "features")
         tr = Soseleto(features, src, tgt, n_source=10, cfg=cfg, alignment=alignment)
         assert tr.alignment == alignment
         g = torch.Generator().manual_seed(3)
@@ -99,7 +99,7 @@ def test_trainer_step_identical_with_ghost_and_forward_mode(float64, shared):
 
 
 def test_auto_picks_ghost_only_for_per_sample_networks():
-    cfg = TrainerConfig()
+    cfg = soseleto_config()
     assert Soseleto(*net("mlp", (2,)), None, n_source=3, cfg=cfg).alignment == "ghost"
     assert Soseleto(*net("bn_convnet", (3, 8, 8)), None, n_source=3, cfg=cfg).alignment == "forward"
     with pytest.raises(ValueError, match="alignment='ghost'"):

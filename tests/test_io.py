@@ -49,3 +49,37 @@ def test_sigkill_inside_a_write_leaves_no_complete_looking_file(tmp_path):
     assert out.returncode == -9
     assert not (tmp_path / "table.csv").exists()
     assert all(p.name.startswith(".table.csv.") for p in tmp_path.iterdir())
+
+
+def test_json_is_strict_with_null_for_non_finite_numbers(tmp_path):
+    import numpy as np
+
+    write_json({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": np.float64("-inf")}, "e": np.array([0.5, np.nan]),
+                "f": "nan"}, tmp_path / "m.json", prov={"x": float("nan")})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert loaded == {"a": None, "b": [1.0, None], "c": {"d": None}, "e": [0.5, None], "f": "nan", "provenance": {"x": None}}
+
+
+def test_json_serialises_paths_and_dataclasses(tmp_path):
+    from pathlib import Path
+
+    from soseleto.config import PeerConfig
+
+    write_json({"p": Path("a/b"), "cfg": PeerConfig()}, tmp_path / "m.json")
+    loaded = json.loads((tmp_path / "m.json").read_text())
+    assert loaded["p"] == "a/b" and loaded["cfg"]["target_weight"] == 0.5
+    with pytest.raises(TypeError, match="cannot serialise object"):
+        write_json({"o": object()}, tmp_path / "o.json")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_markdown_with_provenance_sidecar(tmp_path):
+    from soseleto.io import write_markdown
+
+    write_markdown("| a |\n|---|\n| 1 |\n", tmp_path / "t.md", prov=provenance({"k": 1}))
+    assert (tmp_path / "t.md").read_text() == "| a |\n|---|\n| 1 |\n"
+    assert json.loads((tmp_path / "t.md.provenance.json").read_text())["config"] == {"k": 1}
+    write_markdown("x\n", tmp_path / "u.md")
+    assert not (tmp_path / "u.md.provenance.json").exists()

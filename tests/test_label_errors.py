@@ -1,24 +1,11 @@
-"""Label-error detection in the Table 1 setting: which runs, their metrics, the table and figure."""
+"""Label-error detection in the Table 1 setting (:mod:`soseleto.report.label_errors`): each
+detector's metrics at its natural threshold, the table, its summary and the figure."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from soseleto import label_errors, noisy
-
-DATA = {"source": "generated", "dir": "unused", "download": False, "generated_train": 160, "generated_test": 60}
-RUN = "results/noisy/noise{noise}/{method}/seed{seed}"
-
-
-def test_detection_runs_follow_the_methods():
-    runs = label_errors.detection_runs(["noisy_baseline", "soseleto", "l2rw", "glc"], ["0.3", "0.5"], [0, 1], run=RUN)
-    assert len(runs) == 2 * 3 * 2
-    assert runs[0] == {"noise": 0.3, "method": "soseleto", "seed": 0, "path": "results/noisy/noise0.3/soseleto/seed0/alpha.csv"}
-    assert {r["method"] for r in runs} == {"soseleto", "l2rw", "cleanlab"}
-    assert runs[-1]["path"] == "results/noisy/noise0.5/cleanlab/seed1/scores.csv"
-    # cleanlab belongs to the noisy baseline; no scoring method, no runs
-    assert {r["method"] for r in label_errors.detection_runs(["soseleto"], ["0.3"], [0], run=RUN)} == {"soseleto"}
-    assert label_errors.detection_runs(["finetune", "glc"], ["0.3"], [0], run=RUN) == []
+from soseleto.report import label_errors
 
 
 def _frame(column, scores, noisy, **extra):
@@ -38,6 +25,35 @@ def test_run_metrics_use_each_natural_threshold():
     assert (m["precision"], m["recall"], m["n_flagged"]) == (1.0, 0.5, 1) and np.isnan(m["threshold"])
     with pytest.raises(ValueError, match="natural threshold"):
         label_errors.run_metrics(_frame("score", weight, noisy_), "glc")
+    assert label_errors.NATURAL_THRESHOLDS == {"soseleto": 0.1, "l2rw": 0.5}
+
+
+def _rows():
+    rows = []
+    for method, base in (("soseleto", 0.8), ("l2rw", 0.6)):
+        for seed in range(3):
+            m = {k: base + 0.01 * seed for k in ("precision", "recall", "f1", "auroc", "average_precision")}
+            rows.append({"method": method, "noise": 0.3, "seed": seed, **m, "n_flagged": 10})
+    return rows
+
+
+def test_label_error_table_summary_and_markdown():
+    df = label_errors.label_error_table(_rows())
+    assert list(df.columns[:3]) == ["noise", "method", "seed"] and len(df) == 6
+    s = label_errors.summarise(df)
+    row = s[s.method == "l2rw"].iloc[0]
+    assert row.auroc_mean == pytest.approx(0.61) and row.auroc_std == pytest.approx(0.01) and row.n_seeds == 3
+    md = label_errors.mean_std_markdown(s)
+    assert "| 0.3 | l2rw | 0.610 ± 0.010 |" in md and md.count("\n") == 4
+    with pytest.raises(ValueError, match="auroc"):
+        label_errors.label_error_table([{"method": "x", "seed": 0, "precision": 1}])
+
+
+def test_markdown_of_one_seed_and_undefined_values():
+    rows = [{"method": "soseleto", "seed": 0, "precision": float("nan"), "recall": 0.5, "f1": float("nan"),
+             "auroc": 0.9, "average_precision": 0.7}]
+    md = label_errors.mean_std_markdown(label_errors.summarise(label_errors.label_error_table(rows)))
+    assert md.splitlines()[2] == "| soseleto | n/a | 0.500 | n/a | 0.900 | 0.700 | 1 |"  # no noise column, no spread
 
 
 def test_write_label_errors_table_markdown_and_figure(tmp_path):
@@ -63,20 +79,6 @@ def test_write_label_errors_table_markdown_and_figure(tmp_path):
     np.testing.assert_allclose(table.auroc, saved.auroc)
     md = (out / "le.md").read_text()
     assert md.count("\n| 0.") == 6 and "±" in md and "natural threshold" in md
+    assert (out / "le.md.provenance.json").exists() and (out / "le.csv.provenance.json").exists()
     for fig in figures:
         assert (out / fig).stat().st_size > 5_000
-
-
-def test_cleanlab_job_on_generated_data(tmp_path):
-    mapping = {"n_target": 50, "cleanlab_folds": 2, "baseline": {"lr_p": 0.02, "momentum": 0.9, "source_batch": 50, "epochs": 1}}
-    split = tmp_path / "split.csv"
-    noisy.write_split(mapping, DATA, noise=0.4, split_csv=split, confusion_csv=tmp_path / "c.csv", info_json=tmp_path / "s.json")
-    out = tmp_path / "cleanlab" / "scores.csv"
-    table = label_errors.run_cleanlab(noisy.rule_params(mapping, "cleanlab"), DATA, noise=0.4, seed=0, device="cpu",
-                                      split_csv=str(split), scores_csv=str(out))
-    saved = pd.read_csv(out)
-    assert list(saved.columns) == ["index", "label", "true_label", "noisy", "score", "flagged"] and len(saved) == 110
-    assert saved.score.between(0, 1).all() and saved.flagged.dtype == bool
-    pd.testing.assert_frame_equal(saved, table)
-    m = label_errors.run_metrics(saved, "cleanlab")
-    assert m["n_noisy"] == saved.noisy.sum() and 0 <= m["auroc"] <= 1

@@ -1,7 +1,7 @@
 """Results are those of the code before the one-loop refactor, bit for bit (CPU, one thread).
 
-``tests/reference/pre_refactor.json`` was written by ``tests/reference/make_reference.py`` at
-commit 5e25336 (the code before the refactor; see git history). Each scenario here rebuilds the
+``tests/reference/pre_refactor.json`` was written by the code before the refactor (commit
+5e25336) with the script ``tests/reference/make_reference.py`` of commit d8d41e2. Each scenario here rebuilds the
 same run through today's API -- the same data, seeds and settings -- and compares per-epoch
 losses, alpha or scores, accuracy and every tensor of the trained state. Tensors are compared by
 the SHA-256 of their bytes when this machine's CPU capability and torch version match the

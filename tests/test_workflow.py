@@ -194,3 +194,15 @@ def test_synthetic_rules_run_end_to_end(tmp_path):
     assert summary[0].startswith("seed,correct_at_0.1,") and len(summary) == 3
     assert (tmp_path / "results/figures/figure1.png").stat().st_size > 10_000
     assert (tmp_path / "logs/synthetic/seed1.log").read_text().count("epoch") >= 1
+
+
+def test_another_data_set_is_one_config_file(tmp_path):
+    """config/fashionmnist.yaml moves both protocols to other sets; result paths name them."""
+    generated = tmp_path / "generated.yaml"
+    generated.write_text(yaml.safe_dump({"data": {"source": "generated", "download": False}}))
+    out = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/fashionmnist.yaml"), str(generated))
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert "results/noisy/fashionmnist/noise0.4/soseleto/seed2/alpha.csv" in text
+    assert "results/tables/kmnist_01234-to-mnist_56789/table2.md" in text
+    assert "cifar10" not in text and "svhn" not in text and "appendix_c" not in text

@@ -126,7 +126,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "
     """Build section ``cls`` from a mapping, recursing into nested sections.
 
     Unknown keys raise ``ValueError`` naming the dotted key path; with ``complete`` so do missing
-    ones. Values are checked against the field rules and the section's own :meth:`Section.check`.
+    ones. Without ``complete``, a nested mapping overrides the parent field's default section
+    (``{"trainer": {"epochs": 3}}`` keeps the rest of the synthetic experiment's trainer). Values are checked against the field rules and the section's own :meth:`Section.check`.
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"{where.rstrip('.') or 'config'} must be a mapping, got {data!r}")
@@ -139,10 +140,14 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "
         if missing:
             raise ValueError(f"missing config key(s) {', '.join(where + k for k in missing)} (every key must be given)")
     types = hints(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in data.items():
         sub = section_type(types[name])
         if sub is not None and isinstance(value, Mapping):
+            base = defaults[name]
+            if not complete and isinstance(base, sub):  # a partial section overrides the parent's default
+                value = {**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **value}
             value = from_mapping(sub, value, where=f"{where}{name}.", complete=complete)
         kwargs[name] = value
     try:

@@ -3,7 +3,7 @@
 A spec names one labelled image set, optionally followed by ``:CLASSES``:
 
 * ``cifar10:train``, ``mnist:test:5,6,7,8,9``, ``svhn:train:0-4`` -- a torchvision data set
-  (``NAME:SPLIT[:CLASSES]``, NAME one of :data:`soseleto.sets.DATASETS`);
+  (``NAME:SPLIT[:CLASSES]``, NAME one of :data:`soseleto.data.sets.DATASETS`);
 * ``path/to/file.npz[:CLASSES]`` -- arrays ``x`` uint8 ``(N, H, W)`` or ``(N, H, W, C)`` and ``y``
   integer ``(N,)``;
 * ``path/to/folder[:CLASSES]`` -- torchvision's ImageFolder layout, one sub-folder per class

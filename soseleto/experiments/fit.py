@@ -1,6 +1,6 @@
 """``soseleto fit``: SOSELETO on the user's own source, target and test sets.
 
-Everything is loaded and checked before training starts (see :mod:`soseleto.userdata`), and the
+Everything is loaded and checked before training starts (see :mod:`soseleto.data.user`), and the
 outputs are written atomically at the end, so a failed run leaves no half-written file:
 
 * ``weights.csv`` -- one row per source sample: ``index`` (row in the source set), ``label`` (as
@@ -205,7 +205,7 @@ def read_true_labels(path: str | os.PathLike, source: ImageSet) -> np.ndarray:
 
 def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     """Rebuild ``(features, target head, saved state)`` from a ``model.pt``; inputs must be
-    normalised with the saved ``mean``/``std`` (:func:`soseleto.data.to_float`)."""
+    normalised with the saved ``mean``/``std`` (:func:`soseleto.data.images.to_float`)."""
     state = torch.load(path, map_location=device, weights_only=False)
     cfg = state["config"]
     features, dim = build_features(cfg["model"], tuple(state["in_shape"]))

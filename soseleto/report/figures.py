@@ -79,7 +79,7 @@ def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None) -> 
     Parameters
     ----------
     curves
-        :func:`soseleto.detection.pr_curve` outputs stacked, with columns ``method``, ``seed``,
+        :func:`soseleto.metrics.pr_curve` outputs stacked, with columns ``method``, ``seed``,
         ``recall``, ``precision`` and optionally ``noise``. Each method's curve is the mean over
         seeds of precision interpolated on a common recall grid.
     points

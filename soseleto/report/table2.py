@@ -1,4 +1,4 @@
-"""Table 2 and Appendix C (Figures 3-5) from the per-run files of :mod:`soseleto.transfer`."""
+"""Table 2 and Appendix C (Figures 3-5) from the per-run files of :mod:`soseleto.experiments.transfer`."""
 
 from __future__ import annotations
 
@@ -226,11 +226,11 @@ def write_appendix_c(metrics_jsons: Sequence[str], alpha_csvs: Sequence[str], se
     x, _ = load_labelled(records[0]["provenance"]["config"]["task"]["source"]["dataset"], "train", DataConfig(**data_cfg))
     first = alphas[0]
     good, bad = good_and_bad(first, label=0, threshold=threshold, bad_quantile=bad_quantile, n=grid, seed=seeds[0])
-    fig4 = plots.figure4(x[torch.tensor(good.index.to_numpy())], x[torch.tensor(bad.index.to_numpy())], threshold=threshold,
+    fig4 = plots.figure4(x[torch.tensor(good["index"].to_numpy())], x[torch.tensor(bad["index"].to_numpy())], threshold=threshold,
                          bad_quantile=bad_quantile, title_suffix=title)
     _save(fig4, outputs["figure4"], prov)
     worst = first[first.label == 0].nsmallest(lowest, "alpha")
-    _save(plots.figure5(x[torch.tensor(worst.index.to_numpy())], worst.alpha.to_numpy(), worst.index.to_numpy(), title_suffix=title),
+    _save(plots.figure5(x[torch.tensor(worst["index"].to_numpy())], worst.alpha.to_numpy(), worst["index"].to_numpy(), title_suffix=title),
           outputs["figure5"], prov)
 
 

@@ -1,14 +1,20 @@
+"""Algorithm 1: one SOSELETO step from first principles, alpha's update and clip range, and runs
+of the step through the epoch loop (reproducibility, divergence, resume after a kill)."""
+
 import copy
+import dataclasses
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from soseleto.bilevel import reference_alignment
-from soseleto.config import TrainerConfig
-from soseleto.models import build_classifier, build_features
-from soseleto.rng import seeded
-from soseleto.trainer import Labeled, Soseleto
+from soseleto.core.forward_mode import reference_alignment
+from soseleto.core.loop import Labeled, train
+from soseleto.core.models import build_classifier, build_features
+from soseleto.core.rng import seeded
+from soseleto.core.soseleto import Soseleto, updated_alpha
+
+from builders import soseleto_config
 
 
 def _trainer(shared: bool, **cfg):
@@ -16,7 +22,7 @@ def _trainer(shared: bool, **cfg):
         features, dim = build_features("mlp", (4,), hidden=8)
         src = build_classifier(dim, 3)
         tgt = None if shared else build_classifier(dim, 2)
-    conf = TrainerConfig(shared_classifier=shared, **{"momentum": 0.0, **cfg})
+    conf = soseleto_config(shared_classifier=shared, **{"momentum": 0.0, **cfg})
     return Soseleto(features, src, tgt, n_source=20, n_target=6, cfg=conf)
 
 
@@ -29,6 +35,11 @@ def _batches(n_target_classes):
 
 def _grads(loss, params):
     return torch.autograd.grad(loss, list(params), retain_graph=True)
+
+
+def _fit(tr, src, tgt, *, seed, epochs, **kw):
+    """The old ``Soseleto.fit``: ``epochs`` passes of ``tr`` through the epoch loop."""
+    return train(tr, src, tgt, schedule=dataclasses.replace(tr.cfg, epochs=epochs).schedule, seed=seed, **kw)
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -55,8 +66,12 @@ def test_one_step_matches_algorithm_1(float64, shared):
     align = reference_alignment(f, s, xs, ys, tangents)
     expected_alpha = (alpha_b + lr_a * lr * align / len(ys)).clamp(0.0, 1.1)
 
-    tr.step(xs, ys, idx, xt, yt)
+    loss_s, loss_t = tr.step(xs, ys, idx, xt, yt)
 
+    # the step returns the detached weighted source loss (alpha before its update) and the target loss
+    assert not loss_s.requires_grad and not loss_t.requires_grad
+    torch.testing.assert_close(loss_s, ls.detach())
+    torch.testing.assert_close(loss_t, lt.detach())
     for p0, p1, g in zip(f.parameters(), tr.features.parameters(), q_alpha):
         torch.testing.assert_close(p1, p0 - lr * g)  # the target never moves theta directly
     if shared:
@@ -74,12 +89,18 @@ def test_one_step_matches_algorithm_1(float64, shared):
     assert torch.all(tr.alpha[untouched] == 0.7)
 
 
+def test_updated_alpha_clips_to_range():
+    alpha = torch.tensor([0.05, 0.5, 1.0, 1.05])
+    out = updated_alpha(alpha.clone(), torch.tensor([-10.0, 1.0, 10.0, 0.0]), step=0.1, lo=0.0, hi=1.1)
+    torch.testing.assert_close(out, torch.tensor([0.0, 0.6, 1.1, 1.05]))
+
+
 def test_alpha_stays_in_clip_range_and_reaches_both_ends():
     tr = _trainer(True, lr_p=0.1, lr_alpha=1e4, alpha_init=0.5, alpha_min=0.0, alpha_max=1.1, source_batch=5, target_batch=4)
     g = torch.Generator().manual_seed(0)
     src = Labeled(torch.randn(20, 4, generator=g), torch.randint(0, 3, (20,), generator=g))
     tgt = Labeled(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g))
-    tr.fit(src, tgt, seed=0, epochs=5)
+    _fit(tr, src, tgt, seed=0, epochs=5)
     assert tr.alpha.min() >= 0.0 and tr.alpha.max() <= 1.1
     assert (tr.alpha == 0.0).any() and (tr.alpha == 1.1).any()
 
@@ -90,7 +111,7 @@ def test_same_seed_gives_identical_alpha_and_different_seed_differs():
         g = torch.Generator().manual_seed(1)
         src = Labeled(torch.randn(20, 4, generator=g), torch.randint(0, 3, (20,), generator=g))
         tgt = Labeled(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g))
-        tr.fit(src, tgt, seed=seed, epochs=3)
+        _fit(tr, src, tgt, seed=seed, epochs=3)
         return tr.alpha.clone()
 
     assert torch.equal(run(0), run(0))
@@ -101,7 +122,24 @@ def test_head_mode_mismatch_is_an_error():
     with seeded(0):
         features, dim = build_features("mlp", (4,))
     with pytest.raises(ValueError, match="shared_classifier"):
-        Soseleto(features, build_classifier(dim, 2), build_classifier(dim, 2), n_source=3, cfg=TrainerConfig())
+        Soseleto(features, build_classifier(dim, 2), build_classifier(dim, 2), n_source=3, cfg=soseleto_config())
+    with pytest.raises(ValueError, match="shared_classifier"):
+        Soseleto(features, build_classifier(dim, 2), None, n_source=3, cfg=soseleto_config(shared_classifier=False))
+
+
+def test_dataset_loss_scale_needs_the_target_size_and_unknown_alignment_is_named():
+    with seeded(0):
+        features, dim = build_features("mlp", (4,))
+    with pytest.raises(ValueError, match="n_target"):
+        Soseleto(features, build_classifier(dim, 2), None, n_source=3, cfg=soseleto_config(loss_scale="dataset"))
+    with pytest.raises(ValueError, match="alignment='exact'"):
+        Soseleto(features, build_classifier(dim, 2), None, n_source=3, cfg=soseleto_config(), alignment="exact")
+
+
+def test_summary_is_the_mean_alpha():
+    tr = _trainer(True, alpha_init=0.7)
+    tr.alpha[:10] = 0.2
+    assert tr.summary() == {"alpha_mean": pytest.approx(0.45)}
 
 
 def test_divergence_names_epoch_and_quantity():
@@ -110,7 +148,7 @@ def test_divergence_names_epoch_and_quantity():
     src = Labeled(torch.randn(20, 4, generator=g) * 100, torch.randint(0, 3, (20,), generator=g))
     tgt = Labeled(torch.randn(6, 4, generator=g) * 100, torch.randint(0, 3, (6,), generator=g))
     with pytest.raises(FloatingPointError, match=r"epoch \d+: (loss_source|loss_target|alpha_mean)"):
-        tr.fit(src, tgt, seed=0, epochs=20)
+        _fit(tr, src, tgt, seed=0, epochs=20)
 
 
 class _Killed(Exception):
@@ -124,26 +162,31 @@ def _data(seed=1):
     return src, tgt
 
 
+IDENTITY = {"test": "soseleto"}
+
+
 def test_killed_run_resumes_to_identical_alpha_and_accuracy(tmp_path):
     """A failure injected after epoch 2 of 5, then a re-run, ends exactly like an uninterrupted run."""
     src, tgt = _data()
     cfg = dict(lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3)
     full = _trainer(True, **cfg)
-    full.fit(src, tgt, seed=0, epochs=5)
+    full_hist = _fit(full, src, tgt, seed=0, epochs=5)
 
     ck = tmp_path / "run.ckpt"
 
-    def die(tr, stats):
+    def die(stats):
         if stats.epoch == 2:
             raise _Killed
 
     first = _trainer(True, **cfg)
     with pytest.raises(_Killed):
-        first.fit(src, tgt, seed=0, epochs=5, checkpoint=ck, on_epoch=die)
+        _fit(first, src, tgt, seed=0, epochs=5, checkpoint=ck, identity=IDENTITY, on_epoch=die)
     assert ck.exists()
     resumed = _trainer(True, **cfg)
-    hist = resumed.fit(src, tgt, seed=0, epochs=5, checkpoint=ck)
-    assert [h.epoch for h in hist] == [3, 4, 5]
+    hist = _fit(resumed, src, tgt, seed=0, epochs=5, checkpoint=ck, identity=IDENTITY)
+    assert [h.epoch for h in hist] == [1, 2, 3, 4, 5]  # the epochs before the kill included
+    assert [(h.loss_source, h.loss_target, h.values) for h in hist] == [
+        (h.loss_source, h.loss_target, h.values) for h in full_hist]
     assert torch.equal(resumed.alpha, full.alpha)
     assert resumed.accuracy(tgt) == full.accuracy(tgt)
     for a, b in zip(resumed.features.parameters(), full.features.parameters()):
@@ -153,9 +196,23 @@ def test_killed_run_resumes_to_identical_alpha_and_accuracy(tmp_path):
 def test_checkpoint_of_other_config_is_refused(tmp_path):
     src, tgt = _data()
     ck = tmp_path / "run.ckpt"
-    _trainer(True, lr_p=0.1, source_batch=4, target_batch=3).fit(src, tgt, seed=0, epochs=1, checkpoint=ck)
+
+    def ident(tr):
+        return {"settings": tr.cfg, "seed": 0}
+
+    first = _trainer(True, lr_p=0.1, source_batch=4, target_batch=3)
+    _fit(first, src, tgt, seed=0, epochs=1, checkpoint=ck, identity=ident(first))
+    other = _trainer(True, lr_p=0.2, source_batch=4, target_batch=3)
     with pytest.raises(ValueError, match=r"run.ckpt.*different config.*lr_p"):
-        _trainer(True, lr_p=0.2, source_batch=4, target_batch=3).fit(src, tgt, seed=0, epochs=2, checkpoint=ck)
+        _fit(other, src, tgt, seed=0, epochs=2, checkpoint=ck, identity=ident(other))
+
+
+def test_checkpoint_with_another_source_size_is_refused():
+    tr, other = _trainer(True), _trainer(True)
+    state = tr.state_dict()
+    state["alpha"] = torch.ones(7)
+    with pytest.raises(ValueError, match="7 alphas, this run 20"):
+        other.load_state_dict(state)
 
 
 def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
@@ -166,14 +223,14 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
     code = (
         "import os, signal, sys, torch\n"
         "sys.path.insert(0, sys.argv[3])\n"
-        "from test_trainer import _trainer, _data\n"
+        "from test_soseleto import _trainer, _data, _fit, IDENTITY\n"
         "kill_at = int(sys.argv[2])\n"
-        "def die(tr, stats):\n"
+        "def die(stats):\n"
         "    if stats.epoch == kill_at:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "src, tgt = _data()\n"
         "tr = _trainer(True, lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3, momentum=0.9)\n"
-        "tr.fit(src, tgt, seed=0, epochs=6, checkpoint=sys.argv[1], on_epoch=die)\n"
+        "_fit(tr, src, tgt, seed=0, epochs=6, checkpoint=sys.argv[1], identity=IDENTITY, on_epoch=die)\n"
         "torch.save(tr.alpha, sys.argv[1] + '.alpha')\n"
     )
     tests_dir = str(__import__("pathlib").Path(__file__).parent)
@@ -184,5 +241,5 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
     assert resumed.returncode == 0
     src, tgt = _data()
     full = _trainer(True, lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3, momentum=0.9)
-    full.fit(src, tgt, seed=0, epochs=6)
+    _fit(full, src, tgt, seed=0, epochs=6)
     assert torch.equal(torch.load(ck + ".alpha"), full.alpha)

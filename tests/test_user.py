@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from soseleto.userdata import check_labels, harmonise, load_set, parse_spec
+from soseleto.data.user import check_labels, harmonise, load_set, parse_spec
 
 
 def _npz(path, n=12, shape=(8, 8), n_classes=3, seed=0, **override):

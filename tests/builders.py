@@ -1,0 +1,38 @@
+"""Configs and tiny problems shared by the tests.
+
+The tests were written against the pre-refactor ``TrainerConfig``, whose defaults differ from
+today's sections (``SoseletoConfig`` defaults to momentum 0.9 and weight decay 5e-4, for
+instance). The helpers here start from those old defaults, so that a test states every value it
+relies on and never picks up a changed default silently.
+"""
+
+import torch
+
+from soseleto.config import PairedConfig, PlainConfig, SoseletoConfig
+from soseleto.core.loop import Labeled
+
+# the defaults of the pre-refactor TrainerConfig
+OLD_SGD = {"lr_p": 1e-4, "momentum": 0.0, "weight_decay": 0.0}
+OLD_PAIRED = {**OLD_SGD, "source_batch": 256, "target_batch": 32, "epochs": 10, "log_every": 1, "checkpoint_every": 1}
+OLD_SOSELETO = {**OLD_PAIRED, "lr_alpha": 1.0, "alpha_init": 1.0, "alpha_min": 0.0, "alpha_max": 1.1,
+                "loss_scale": "batch_mean", "alpha_grad": "features", "shared_classifier": True}
+
+
+def soseleto_config(**kw) -> SoseletoConfig:
+    return SoseletoConfig(**{**OLD_SOSELETO, **kw})
+
+
+def paired_config(**kw) -> PairedConfig:
+    return PairedConfig(**{**OLD_PAIRED, **kw})
+
+
+def plain_config(**kw) -> PlainConfig:
+    """``batch`` is the old ``source_batch``."""
+    base = {**OLD_SGD, "batch": 256, "epochs": 10, "log_every": 1, "checkpoint_every": 1}
+    return PlainConfig(**{**base, **kw})
+
+
+def blobs(n: int, dim: int = 4, k: int = 3, *, seed: int, scale: float = 1.0) -> Labeled:
+    """``n`` random points ``(n, dim)`` with random labels in ``[0, k)``."""
+    g = torch.Generator().manual_seed(seed)
+    return Labeled(torch.randn(n, dim, generator=g) * scale, torch.randint(0, k, (n,), generator=g))

@@ -1,0 +1,69 @@
+"""The workflow's job functions (:mod:`soseleto.jobs`), run without Snakemake."""
+
+import json
+import logging
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from soseleto import jobs
+from soseleto.config import DataConfig, SyntheticConfig, WorkflowConfig, job_params
+
+from builders import soseleto_config
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state():
+    """run_job sets torch's thread count, the root log handlers and (with a log file) sys.excepthook."""
+    threads, handlers, level, hook = torch.get_num_threads(), logging.getLogger().handlers[:], \
+        logging.getLogger().level, sys.excepthook
+    yield
+    torch.set_num_threads(threads)
+    for h in logging.getLogger().handlers:
+        if h not in handlers:
+            h.close()
+    logging.getLogger().handlers[:] = handlers
+    logging.getLogger().setLevel(level)
+    sys.excepthook = hook
+
+
+CFG = WorkflowConfig(
+    data=DataConfig(source="generated", dir="unused", generated_train=30, generated_test=20),
+    synthetic=SyntheticConfig(seeds=(0,), n_source=40, n_noisy=5, n_target=8,
+                              trainer=soseleto_config(epochs=2, source_batch=40, target_batch=8, lr_p=0.1)))
+
+
+def test_unknown_rule_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"rule 'bogus' has no job function; known: \["):
+        jobs.run_job(jobs.Job("bogus", log=str(tmp_path / "job.log")))
+
+
+def test_every_job_function_is_callable():
+    assert all(callable(f) for f in jobs.JOBS.values()) and "synthetic_seed" in jobs.JOBS
+
+
+def test_dataset_job_writes_the_manifest_and_logs_to_its_file(tmp_path):
+    job = jobs.Job("dataset", output={"manifest": str(tmp_path / "m.json")},
+                   params={"dataset": "mnist", "config": job_params(CFG, "data")}, log=str(tmp_path / "d.log"), threads=2)
+    jobs.run_job(job)
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["train"]["n"] == 30 and m["test"]["n"] == 20 and m["provenance"]["config"]["data"]["source"] == "generated"
+    assert torch.get_num_threads() == 2  # the cores Snakemake granted
+
+
+def test_synthetic_jobs_read_their_config_entry(tmp_path):
+    out = {k: str(tmp_path / f"{k}.out") for k in ("points", "history", "metrics")}
+    job = jobs.Job("synthetic_seed", output=out, params={"config": job_params(CFG, "synthetic"), "device": "cpu"},
+                   wildcards={"seed": "3"}, log=str(tmp_path / "s.log"))
+    jobs.run_job(job)
+    assert len(pd.read_csv(out["points"])) == 40 and pd.read_csv(out["history"]).epoch.max() == 2
+    assert json.loads((tmp_path / "metrics.out").read_text())["summary"]["seed"] == 3
+    assert "synthetic: epoch 2/2" in (tmp_path / "s.log").read_text()
+    summary = jobs.Job("synthetic_summary", input={"metrics": [out["metrics"]]}, output={"csv": str(tmp_path / "s.csv")})
+    jobs.run_job(summary)
+    assert pd.read_csv(tmp_path / "s.csv").seed.tolist() == [3]
+    with pytest.raises(ValueError, match="job params lack the config entry 'synthetic'"):
+        jobs.run_job(jobs.Job("synthetic_seed", output=out, params={"config": {}, "device": "cpu"},
+                              wildcards={"seed": "3"}))
