@@ -243,3 +243,67 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_result(tmp_path):
     full = _trainer(True, lr_p=0.1, lr_alpha=10.0, source_batch=4, target_batch=3, momentum=0.9)
     _fit(full, src, tgt, seed=0, epochs=6)
     assert torch.equal(torch.load(ck + ".alpha"), full.alpha)
+
+
+# -- options beyond the paper ---------------------------------------------------------------------
+def _target_grad(tr, xt, yt):
+    f, h = copy.deepcopy(tr.features), copy.deepcopy(tr.target_head)
+    lt = F.cross_entropy(h(f(xt)), yt)
+    return f, dict(zip([n for n, _ in f.named_parameters()], _grads(lt, f.parameters())))
+
+
+def test_averaged_target_direction_is_the_bias_corrected_running_mean(float64):
+    """target_grad_decay: step 1 uses that step's gradient; step 2 (b g1 + g2)/(1 + b)."""
+    beta, lr, lr_a = 0.9, 0.05, 3.0
+    tr = _trainer(True, lr_p=lr, lr_alpha=lr_a, alpha_init=0.7, target_grad_decay=beta)
+    paper = _trainer(True, lr_p=lr, lr_alpha=lr_a, alpha_init=0.7)
+    xs, ys, idx, xt, yt = _batches(3)
+    tr.step(xs, ys, idx, xt, yt), paper.step(xs, ys, idx, xt, yt)
+    assert torch.equal(tr.alpha, paper.alpha)  # the first average is the first gradient
+    # second step on fresh batches: compare with the reference alignment along the average
+    before = copy.deepcopy(tr)
+    xs2, ys2, xt2 = xs.flip(0), ys.flip(0), xt.flip(0)
+    f0 = copy.deepcopy(_trainer(True, lr_p=lr, lr_alpha=lr_a, alpha_init=0.7))
+    _, g_first = _target_grad(f0, xt, yt)
+    f, g_second = _target_grad(before, xt2, yt.flip(0))
+    direction = {k: (beta * (1 - beta) * g_first[k] + (1 - beta) * g_second[k]) / (1 - beta**2) for k in g_first}
+    align = reference_alignment(f, copy.deepcopy(before.source_head), xs2, ys2, direction)
+    alpha_b = before.alpha[idx].clone()
+    tr.step(xs2, ys2, idx, xt2, yt.flip(0))
+    torch.testing.assert_close(tr.alpha[idx], (alpha_b + lr_a * lr * align / len(ys)).clamp(0.0, 1.1))
+
+
+def test_normalized_alpha_step_moves_alpha_in_units_of_the_running_rms(float64):
+    """alpha_step normalized: alpha_b + lr_alpha * a_j / RMS(a); the scale of the network cancels."""
+    lr_a = 0.3
+    tr = _trainer(True, lr_p=0.05, lr_alpha=lr_a, alpha_init=0.5, alpha_step="normalized")
+    xs, ys, idx, xt, yt = _batches(3)
+    f, g = _target_grad(tr, xt, yt)
+    align = reference_alignment(f, copy.deepcopy(tr.source_head), xs, ys, g)
+    tr.step(xs, ys, idx, xt, yt)
+    expected = (0.5 + lr_a * align / align.pow(2).mean().sqrt()).clamp(0.0, 1.1)
+    torch.testing.assert_close(tr.alpha[idx], expected)
+    # the same step with every learning rate of the network scaled: alpha moves the same
+    slow = _trainer(True, lr_p=0.05 * 1e-3, lr_alpha=lr_a, alpha_init=0.5, alpha_step="normalized")
+    slow.step(xs, ys, idx, xt, yt)
+    torch.testing.assert_close(slow.alpha[idx], expected)
+
+
+def test_options_resume_bit_identically(tmp_path):
+    """The running averages are part of the resumable state."""
+    src, tgt = _data()
+    cfg = dict(lr_p=0.1, lr_alpha=0.3, source_batch=4, target_batch=3, alpha_step="normalized",
+               target_grad_decay=0.9, momentum=0.9)
+    full = _trainer(True, **cfg)
+    _fit(full, src, tgt, seed=0, epochs=4)
+    ck = tmp_path / "run.ckpt"
+
+    def die(stats):
+        if stats.epoch == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        _fit(_trainer(True, **cfg), src, tgt, seed=0, epochs=4, checkpoint=ck, identity=IDENTITY, on_epoch=die)
+    resumed = _trainer(True, **cfg)
+    _fit(resumed, src, tgt, seed=0, epochs=4, checkpoint=ck, identity=IDENTITY)
+    assert torch.equal(resumed.alpha, full.alpha) and not torch.equal(full.alpha, torch.full_like(full.alpha, 1.0))

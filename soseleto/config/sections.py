@@ -55,7 +55,13 @@ class PairedConfig(SGDConfig):
 class SoseletoConfig(PairedConfig):
     """Algorithm 1: the paired schedule plus the source weights alpha."""
 
-    lr_alpha: float = opt(100.0, "lambda_alpha: alpha moves by lr_alpha * lr_p * c * (q_j . g)", ge=0)
+    lr_alpha: float = opt(100.0, "lambda_alpha. alpha_step raw: alpha moves by lr_alpha * lr_p * c * a_j per visit (the "
+                                 "paper's eq. 5); normalized: by lr_alpha * a_j / RMS(a), i.e. lr_alpha alpha units", ge=0)
+    alpha_step: str = opt("raw", "raw (the paper) or normalized: the alignment a_j divided by its running RMS over steps",
+                          choices=("raw", "normalized"))
+    alpha_rms_decay: float = opt(0.99, "alpha_step normalized: decay of the running mean of a_j^2 (per step)", gt=0, lt=1)
+    target_grad_decay: float = opt(0.0, "the target direction g of a_j = d l_j/dtheta . g: this step's dL_t/dtheta (0, the "
+                                        "paper) or its running average over steps with this decay", ge=0, lt=1)
     alpha_init: float = opt(1.0, "initial alpha of every source sample", ge=0)
     alpha_min: float = opt(0.0, "lower end of alpha's clip range", ge=0)
     alpha_max: float = opt(1.1, "upper end of alpha's clip range (the paper: [0, 1.1])", gt=0)

@@ -13,6 +13,18 @@ One :meth:`Soseleto.step`, with every gradient taken at the current parameters `
    (in noisy-label mode ``phi_t = phi_s``: the shared classifier receives both);
 5. equation (5): ``alpha_b <- clip(alpha_b + lr_alpha * lr_p * c_s * a_j)``.
 
+Two options beyond the paper (both off by default, so the step is the paper's):
+
+* ``target_grad_decay = beta_g > 0``: the direction ``g`` of step 2 is the running average of
+  ``dL_t/dtheta`` over steps (bias-corrected), not one target batch's gradient. One small target
+  batch gives a noisy direction whose sign, for an ambiguous source sample, depends on which
+  target images happen to be drawn; averaged, alpha moves by the sample's alignment with the
+  target task rather than with a batch. The parameters still step with this step's gradients.
+* ``alpha_step = "normalized"``: step 5 moves alpha by ``lr_alpha * a_j / RMS(a)`` with the RMS a
+  running one over steps (bias-corrected), so ``lr_alpha`` is in alpha units per visit and means
+  the same for any learning rate, loss scale, batch size or network (raw steps differ by orders
+  of magnitude between LeNet at lr_p 1e-2 and CIFAR-10 Quick at 1e-4).
+
 No host-device synchronisation happens inside a step.
 """
 
@@ -85,6 +97,10 @@ class Soseleto:
         if alignment == "ghost" and not per_sample:
             raise ValueError("alignment='ghost' needs a network without cross-sample layers (e.g. BatchNorm)")
         self.alignment = ("ghost" if per_sample else "forward") if alignment == "auto" else alignment
+        self._g_avg: list[torch.Tensor] | None = None  # running target gradient (target_grad_decay)
+        self._g_steps = 0
+        self._a2 = torch.zeros((), device=self.device)  # running mean of a_j^2 (alpha_step normalized)
+        self._a2_steps = 0
 
     def step(self, xs: torch.Tensor, ys: torch.Tensor, idx: torch.Tensor, xt: torch.Tensor,
              yt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,11 +114,11 @@ class Soseleto:
         loss_t = F.cross_entropy(self.target_head(self.features(xt)), yt, reduction="sum") * c_t
         theta, phi_t = list(self.features.parameters()), list(self.target_head.parameters())
         grads = torch.autograd.grad(loss_t, theta + phi_t)
-        g_theta, g_phi_t = dict(zip(self._feature_names, grads[: len(theta)])), grads[len(theta) :]
+        g_theta, g_phi_t = grads[: len(theta)], grads[len(theta) :]
         del grads
+        g_theta, g_head = self._direction(g_theta, g_phi_t if self.shared and cfg.alpha_grad == "all" else None)
 
         # 2.-3. losses l_j, alignments a_j and the gradient of c_s * sum_j alpha_j l_j (alpha before its update)
-        g_head = dict(zip(self._head_names, g_phi_t)) if self.shared and cfg.alpha_grad == "all" else None
         alpha_b = self.alpha[idx]
         self.optimizer.zero_grad(set_to_none=True)
         if self.alignment == "ghost":
@@ -120,18 +136,53 @@ class Soseleto:
         self.optimizer.step()
 
         # 5. equation (5)
-        self.alpha[idx] = updated_alpha(alpha_b, align, step=cfg.lr_alpha * cfg.lr_p * c_s,
-                                        lo=cfg.alpha_min, hi=cfg.alpha_max)
+        self.alpha[idx] = updated_alpha(alpha_b, align, step=self._alpha_step(align, c_s), lo=cfg.alpha_min,
+                                        hi=cfg.alpha_max)
         return loss_s.detach(), loss_t.detach()
+
+    def _direction(self, g_theta, g_phi) -> tuple[dict, dict | None]:
+        """The tangents of step 2 (by parameter name): this step's target gradient, or its running
+        average (``target_grad_decay``), for the features and, with ``alpha_grad='all'``, the head."""
+        grads = list(g_theta) + list(g_phi or [])
+        beta = self.cfg.target_grad_decay
+        if beta:
+            if self._g_avg is None:
+                self._g_avg = [torch.zeros_like(g) for g in grads]
+            self._g_steps += 1
+            correction = 1.0 / (1.0 - beta**self._g_steps)
+            for avg, g in zip(self._g_avg, grads):
+                avg.mul_(beta).add_(g, alpha=1.0 - beta)
+            grads = [avg * correction for avg in self._g_avg]
+        n = len(self._feature_names)
+        head = dict(zip(self._head_names, grads[n:])) if g_phi is not None else None
+        return dict(zip(self._feature_names, grads[:n])), head
+
+    def _alpha_step(self, align: torch.Tensor, c_s: float) -> float | torch.Tensor:
+        """The factor of ``a_j`` in equation (5): ``lr_alpha * lr_p * c_s`` (raw, the paper) or
+        ``lr_alpha / RMS(a)`` with the running RMS over steps (normalized), a device scalar."""
+        cfg = self.cfg
+        if cfg.alpha_step == "raw":
+            return cfg.lr_alpha * cfg.lr_p * c_s
+        beta = cfg.alpha_rms_decay
+        self._a2.mul_(beta).add_((align * align).mean(), alpha=1.0 - beta)
+        self._a2_steps += 1
+        rms = (self._a2 / (1.0 - beta**self._a2_steps)).sqrt()
+        return cfg.lr_alpha / rms.clamp_min(torch.finfo(rms.dtype).tiny)
 
     def summary(self) -> dict[str, float]:
         return {"alpha_mean": float(self.alpha.mean())}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: parameters, optimiser (momentum buffers), alpha."""
-        return {"features": self.features.state_dict(), "source_head": self.source_head.state_dict(),
-                "target_head": None if self.shared else self.target_head.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "alpha": self.alpha.detach().cpu()}
+        state = {"features": self.features.state_dict(), "source_head": self.source_head.state_dict(),
+                 "target_head": None if self.shared else self.target_head.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "alpha": self.alpha.detach().cpu()}
+        if self.cfg.target_grad_decay:
+            state["target_grad_avg"] = None if self._g_avg is None else [g.cpu() for g in self._g_avg]
+            state["target_grad_steps"] = self._g_steps
+        if self.cfg.alpha_step == "normalized":
+            state["alignment_ms"], state["alignment_steps"] = self._a2.cpu(), self._a2_steps
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["alpha"].shape != self.alpha.shape:
@@ -142,6 +193,13 @@ class Soseleto:
             self.target_head.load_state_dict(state["target_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.alpha.copy_(state["alpha"].to(self.device))
+        if self.cfg.target_grad_decay:
+            avg = state["target_grad_avg"]
+            self._g_avg = None if avg is None else [g.to(self.device) for g in avg]
+            self._g_steps = int(state["target_grad_steps"])
+        if self.cfg.alpha_step == "normalized":
+            self._a2.copy_(state["alignment_ms"].to(self.device))
+            self._a2_steps = int(state["alignment_steps"])
 
     def predict(self, x: torch.Tensor, *, head: str = "target") -> torch.Tensor:
         """Class predictions ``(N,)`` of the target (or source) network, in eval mode."""
