@@ -19,7 +19,6 @@ import torch
 
 from soseleto.config import (DataConfig, NoisySplitConfig, PairedConfig, PeerConfig, PlainConfig, SideConfig,
                              SoseletoConfig, SyntheticConfig)
-from soseleto.core.evaluate import accuracy
 from soseleto.core.loop import Labeled, train
 from soseleto.core.models import build_classifier, build_features
 from soseleto.core.rng import generator, seeded
