@@ -15,7 +15,8 @@ from soseleto.core.loop import Labeled
 OLD_SGD = {"lr_p": 1e-4, "momentum": 0.0, "weight_decay": 0.0}
 OLD_PAIRED = {**OLD_SGD, "source_batch": 256, "target_batch": 32, "epochs": 10, "log_every": 1, "checkpoint_every": 1}
 OLD_SOSELETO = {**OLD_PAIRED, "lr_alpha": 1.0, "alpha_init": 1.0, "alpha_min": 0.0, "alpha_max": 1.1,
-                "loss_scale": "batch_mean", "alpha_grad": "features", "shared_classifier": True}
+                "loss_scale": "batch_mean", "alpha_grad": "features", "shared_classifier": True,
+                "alpha_step": "raw", "target_grad_decay": 0.0}  # the paper's step (options added since)
 
 
 def soseleto_config(**kw) -> SoseletoConfig:

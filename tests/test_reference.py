@@ -101,7 +101,8 @@ def net(model, shape, k, *, seed):
 
 
 BASE = dict(lr_p=0.01, momentum=0.9, weight_decay=5e-4, epochs=2)
-SOS = SoseletoConfig(**BASE, lr_alpha=100.0, source_batch=32, target_batch=10)
+PAPER = dict(alpha_step="raw", target_grad_decay=0.0)  # the step as it was before the options existed
+SOS = SoseletoConfig(**BASE, **PAPER, lr_alpha=100.0, source_batch=32, target_batch=10)
 
 
 def test_soseleto_noisy_mode_ghost_alignment():
@@ -122,7 +123,7 @@ def test_soseleto_transfer_mode_forward_mode_batchnorm_dataset_scale():
     f, hs = net("bn_convnet", (1, 28, 28), 5, seed=1)
     with seeded(2):
         ht = build_classifier(32, 3)
-    cfg = SoseletoConfig(**{**BASE, "lr_alpha": 1e4, "source_batch": 32, "target_batch": 10, "loss_scale": "dataset",
+    cfg = SoseletoConfig(**{**BASE, **PAPER, "lr_alpha": 1e4, "source_batch": 32, "target_batch": 10, "loss_scale": "dataset",
                             "shared_classifier": False})
     tr = Soseleto(f, hs, ht, n_source=len(src), n_target=len(tgt), cfg=cfg)
     hist = train(tr, Labeled(src.x, src.y % 5), Labeled(tgt.x, tgt.y % 3), schedule=cfg.schedule, seed=1)
@@ -136,7 +137,7 @@ def test_soseleto_transfer_mode_forward_mode_batchnorm_dataset_scale():
 def test_soseleto_alpha_grad_all_by_forward_mode_on_cifar_quick():
     src, tgt, test = tiny_sets("cifar10", 64, 20, 30)
     f, h = net("cifar_quick", (3, 32, 32), 10, seed=3)
-    cfg = SoseletoConfig(**{**BASE, "lr_alpha": 100.0, "source_batch": 16, "target_batch": 10, "alpha_grad": "all",
+    cfg = SoseletoConfig(**{**BASE, **PAPER, "lr_alpha": 100.0, "source_batch": 16, "target_batch": 10, "alpha_grad": "all",
                             "alpha_init": 0.7})
     tr = Soseleto(f, h, None, n_source=len(src), n_target=len(tgt), cfg=cfg, alignment="forward")
     hist = train(tr, src, tgt, schedule=cfg.schedule, seed=3)
@@ -176,7 +177,7 @@ def test_peer_methods(i, method):
 NOISY_DATA = DataConfig(source="generated", dir="unused", download=False, generated_train=160, generated_test=60)
 NOISY = {"split": NoisySplitConfig(dataset="cifar10", n_target=50),
          "soseleto": SoseletoConfig(lr_p=0.02, lr_alpha=100.0, momentum=0.9, weight_decay=0.0, source_batch=50,
-                                    target_batch=10, epochs=2),
+                                    target_batch=10, epochs=2, **PAPER),
          "noisy_baseline": PlainConfig(lr_p=0.02, momentum=0.9, weight_decay=0.0, batch=50, epochs=2),
          "finetune": PlainConfig(lr_p=0.02, momentum=0.9, weight_decay=0.0, batch=10, epochs=1),
          "peers": PairedConfig(lr_p=0.02, momentum=0.9, weight_decay=0.0, source_batch=50, target_batch=10, epochs=2)}
@@ -228,9 +229,9 @@ def test_transfer_experiment_every_method(tmp_path):
         "target_only": PlainConfig(**old_defaults, batch=256, epochs=3),
         "pretrain": PlainConfig(**old_defaults, batch=256, epochs=2),
         "fine_tuning": PlainConfig(**old_defaults, batch=256, epochs=2),
-        "soseleto": SoseletoConfig(**old_defaults, source_batch=256, target_batch=32, epochs=2, lr_alpha=100.0,
-                                   shared_classifier=False),
-        "two_stage": SoseletoConfig(**old_defaults, source_batch=256, target_batch=32, epochs=1, lr_alpha=1.0),
+        "soseleto": SoseletoConfig(**old_defaults, **PAPER, source_batch=256, target_batch=32, epochs=2,
+                                   lr_alpha=100.0, shared_classifier=False),
+        "two_stage": SoseletoConfig(**old_defaults, **PAPER, source_batch=256, target_batch=32, epochs=1, lr_alpha=1.0),
     }
     sp = tmp_path / "splits"
     transfer.write_source_split(task.source, data, sp / "src.csv")
@@ -258,7 +259,7 @@ def test_transfer_experiment_every_method(tmp_path):
 def test_synthetic_experiment(tmp_path):
     cfg = SyntheticConfig(n_source=100, n_noisy=20, n_target=20, trainer=SoseletoConfig(
         lr_p=0.3, lr_alpha=200.0, momentum=0.0, weight_decay=0.0, alpha_init=0.5, source_batch=100, target_batch=20,
-        epochs=5))
+        epochs=5, **PAPER))
     outputs = {"points": tmp_path / "p.csv", "history": tmp_path / "h.csv", "metrics": tmp_path / "m.json"}
     summary = synthetic.run_and_save(cfg, seed=0, device="cpu", outputs=outputs)
     want = REF["synthetic"]

@@ -55,12 +55,12 @@ class PairedConfig(SGDConfig):
 class SoseletoConfig(PairedConfig):
     """Algorithm 1: the paired schedule plus the source weights alpha."""
 
-    lr_alpha: float = opt(100.0, "lambda_alpha. alpha_step raw: alpha moves by lr_alpha * lr_p * c * a_j per visit (the "
+    lr_alpha: float = opt(1000.0, "lambda_alpha. alpha_step raw: alpha moves by lr_alpha * lr_p * c * a_j per visit (the "
                                  "paper's eq. 5); normalized: by lr_alpha * a_j / RMS(a), i.e. lr_alpha alpha units", ge=0)
     alpha_step: str = opt("raw", "raw (the paper) or normalized: the alignment a_j divided by its running RMS over steps",
                           choices=("raw", "normalized"))
     alpha_rms_decay: float = opt(0.99, "alpha_step normalized: decay of the running mean of a_j^2 (per step)", gt=0, lt=1)
-    target_grad_decay: float = opt(0.0, "the target direction g of a_j = d l_j/dtheta . g: this step's dL_t/dtheta (0, the "
+    target_grad_decay: float = opt(0.97, "the target direction g of a_j = d l_j/dtheta . g: this step's dL_t/dtheta (0, the "
                                         "paper) or its running average over steps with this decay", ge=0, lt=1)
     alpha_init: float = opt(1.0, "initial alpha of every source sample", ge=0)
     alpha_min: float = opt(0.0, "lower end of alpha's clip range", ge=0)
@@ -128,7 +128,7 @@ class SyntheticConfig(Section):
     threshold: float = opt(0.1, "alpha threshold of the summary and of Figure 1 (b), (c)", ge=0)
     trainer: SoseletoConfig = opt(SoseletoConfig(lr_p=0.3, lr_alpha=200.0, momentum=0.0, weight_decay=0.0,
                                                  alpha_init=0.5, source_batch=500, target_batch=50, epochs=100,
-                                                 log_every=10), "SOSELETO")
+                                                 log_every=10, target_grad_decay=0.0), "SOSELETO")
 
     def check(self) -> None:
         require("n_noisy", self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
