@@ -10,6 +10,7 @@ run them without Snakemake.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -172,7 +173,7 @@ def label_errors(job: Job) -> None:
 # method -> (settings path, settings path of the run it starts from)
 TRANSFER_SETTINGS = {"target_only": ("target_only", None), "pretrain": ("pretrain", None),
                      "fine_tuning": ("finetune", "pretrain"), "soseleto": ("soseleto", None),
-                     "soseleto_frozen": ("soseleto", None),
+                     "soseleto_frozen": ("soseleto", None), "soseleto_theta": ("soseleto", None),
                      "appendix_c": ("soseleto", None), "two_stage": ("two_stage", "soseleto")}
 
 
@@ -208,8 +209,11 @@ def transfer_run(job: Job) -> None:
         task = transfer.Task(SideConfig(task.source.dataset, ac.source_classes), task.target, task.image_size, task.model)
     n_target = job.cfg("transfer.appendix_c").n_target if appendix_c else (
         int(job.wildcards["nt"]) if "nt" in job.wildcards else None)
+    settings = job.cfg(f"transfer.{own}")
+    if method == "soseleto_theta":
+        settings = dataclasses.replace(settings, target_on_features=job.cfg("transfer.theta_target_weight"))
     transfer.run_and_save(transfer.Job(
-        method, job.cfg(f"transfer.{own}"), task, job.cfg("data"), int(job.wildcards["seed"]), job.params["device"],
+        method, settings, task, job.cfg("data"), int(job.wildcards["seed"]), job.params["device"],
         {k: v for k, v in job.input.items()}, job.output, n_target=n_target,
         init=job.cfg(f"transfer.{init}") if init else None,
         two_stage_init=job.cfg("transfer.two_stage_init") if method == "two_stage" else "stage1"))
@@ -265,7 +269,7 @@ JOBS: dict[str, Callable[[Job], None]] = {
     "transfer_source_split": transfer_source_split, "appendix_c_source_split": transfer_source_split,
     "transfer_target_split": transfer_target_split, "transfer_pretrain": transfer_run,
     "transfer_target_only": transfer_run, "transfer_fine_tuning": transfer_run, "transfer_soseleto": transfer_run,
-    "transfer_soseleto_frozen": transfer_run,
+    "transfer_soseleto_frozen": transfer_run, "transfer_soseleto_theta": transfer_run,
     "transfer_two_stage": transfer_run, "appendix_c_run": transfer_run, "table2": table2, "appendix_c": appendix_c,
     "step_cost": step_cost,
 }

@@ -307,3 +307,18 @@ def test_options_resume_bit_identically(tmp_path):
     resumed = _trainer(True, **cfg)
     _fit(resumed, src, tgt, seed=0, epochs=4, checkpoint=ck, identity=IDENTITY)
     assert torch.equal(resumed.alpha, full.alpha) and not torch.equal(full.alpha, torch.full_like(full.alpha, 1.0))
+
+
+def test_target_on_features_adds_the_weighted_target_gradient_to_theta(float64):
+    """target_on_features = w: theta -= lr (Q alpha_b + w dLt/dtheta); the heads and alpha as in the paper."""
+    lr, w = 0.05, 0.7
+    tr = _trainer(False, lr_p=lr, lr_alpha=3.0, target_on_features=w)
+    paper = _trainer(False, lr_p=lr, lr_alpha=3.0)
+    xs, ys, idx, xt, yt = _batches(2)
+    f, g = _target_grad(tr, xt, yt)
+    tr.step(xs, ys, idx, xt, yt), paper.step(xs, ys, idx, xt, yt)
+    for (name, p1), p0 in zip(tr.features.named_parameters(), paper.features.parameters()):
+        torch.testing.assert_close(p1, p0 - lr * w * g[name])
+    assert torch.equal(tr.alpha, paper.alpha)
+    for a, b in zip(tr.target_head.parameters(), paper.target_head.parameters()):
+        assert torch.equal(a, b)

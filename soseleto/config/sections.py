@@ -62,6 +62,8 @@ class SoseletoConfig(PairedConfig):
     alpha_rms_decay: float = opt(0.99, "alpha_step normalized: decay of the running mean of a_j^2 (per step)", gt=0, lt=1)
     target_grad_decay: float = opt(0.97, "the target direction g of a_j = d l_j/dtheta . g: this step's dL_t/dtheta (0, the "
                                         "paper) or its running average over steps with this decay", ge=0, lt=1)
+    target_on_features: float = opt(0.0, "weight w of the target gradient added to the features' step (0: the paper, "
+                                         "where the target shapes theta only through alpha)", ge=0)
     alpha_init: float = opt(1.0, "initial alpha of every source sample", ge=0)
     alpha_min: float = opt(0.0, "lower end of alpha's clip range", ge=0)
     alpha_max: float = opt(1.1, "upper end of alpha's clip range (the paper: [0, 1.1])", gt=0)
@@ -162,7 +164,7 @@ class AppendixCConfig(Section):
     lowest: int = opt(16, "images of Figure 5 (the lowest-alpha instances labelled 0)", ge=1)
 
 
-TRANSFER_METHODS = ("target_only", "fine_tuning", "soseleto", "soseleto_frozen", "two_stage")
+TRANSFER_METHODS = ("target_only", "fine_tuning", "soseleto", "soseleto_frozen", "soseleto_theta", "two_stage")
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,8 @@ class TransferConfig(Section):
     two_stage: SoseletoConfig = opt(SoseletoConfig(), "two-stage SOSELETO, stage 2 (noisy-label mode)")
     two_stage_init: str = opt("stage1", "stage 2 starts from the stage-1 network or from fresh weights",
                               choices=("stage1", "scratch"))
+    theta_target_weight: float = opt(1.0, "soseleto_theta (not the paper): the soseleto settings with the target "
+                                          "gradient also on theta, with this weight", gt=0)
     appendix_c: AppendixCConfig = opt(AppendixCConfig(), "Appendix C")
 
     def check(self) -> None:

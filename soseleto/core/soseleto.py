@@ -13,7 +13,7 @@ One :meth:`Soseleto.step`, with every gradient taken at the current parameters `
    (in noisy-label mode ``phi_t = phi_s``: the shared classifier receives both);
 5. equation (5): ``alpha_b <- clip(alpha_b + lr_alpha * lr_p * c_s * a_j)``.
 
-Two options beyond the paper (both off by default, so the step is the paper's):
+Three options beyond the paper (with all three off the step is the paper's):
 
 * ``target_grad_decay = beta_g > 0``: the direction ``g`` of step 2 is the running average of
   ``dL_t/dtheta`` over steps (bias-corrected), not one target batch's gradient. One small target
@@ -24,6 +24,9 @@ Two options beyond the paper (both off by default, so the step is the paper's):
   running one over steps (bias-corrected), so ``lr_alpha`` is in alpha units per visit and means
   the same for any learning rate, loss scale, batch size or network (raw steps differ by orders
   of magnitude between LeNet at lr_p 1e-2 and CIFAR-10 Quick at 1e-4).
+* ``target_on_features = w > 0``: step 4 also moves theta by ``-lr_p w dL_t/dtheta``, so the
+  target shapes the features directly, not only through alpha (a transfer-learning variant; in
+  Algorithm 1 theta never sees the target).
 
 No host-device synchronisation happens inside a step.
 """
@@ -114,9 +117,11 @@ class Soseleto:
         loss_t = F.cross_entropy(self.target_head(self.features(xt)), yt, reduction="sum") * c_t
         theta, phi_t = list(self.features.parameters()), list(self.target_head.parameters())
         grads = torch.autograd.grad(loss_t, theta + phi_t)
-        g_theta, g_phi_t = grads[: len(theta)], grads[len(theta) :]
+        g_step, g_phi_t = grads[: len(theta)], grads[len(theta) :]
         del grads
-        g_theta, g_head = self._direction(g_theta, g_phi_t if self.shared and cfg.alpha_grad == "all" else None)
+        g_theta, g_head = self._direction(g_step, g_phi_t if self.shared and cfg.alpha_grad == "all" else None)
+        if not cfg.target_on_features:
+            del g_step  # only the direction is needed from here on
 
         # 2.-3. losses l_j, alignments a_j and the gradient of c_s * sum_j alpha_j l_j (alpha before its update)
         alpha_b = self.alpha[idx]
@@ -130,9 +135,12 @@ class Soseleto:
             ((alpha_b * losses).sum() * c_s).backward()
         loss_s = (alpha_b * losses.detach()).sum() * c_s
 
-        # 4. SGD step of theta, phi_s and phi_t
+        # 4. SGD step of theta, phi_s and phi_t (and, with target_on_features = w, theta -= lr_p w dL_t/dtheta)
         for p, g in zip(phi_t, g_phi_t):
             p.grad = g if p.grad is None else p.grad.add_(g)
+        if cfg.target_on_features:
+            for p, g in zip(theta, g_step):
+                p.grad = g * cfg.target_on_features if p.grad is None else p.grad.add_(g, alpha=cfg.target_on_features)
         self.optimizer.step()
 
         # 5. equation (5)

@@ -19,7 +19,8 @@ target-side set with the mean/std of the ``n_target`` labelled target images.
 Methods (one job per ``(n_target, method, seed)``): ``target_only``, ``fine_tuning``
 (``pretrain`` on the source, then every layer trained on the target with a fresh classifier),
 ``soseleto`` (transfer mode: shared features, separate classifiers), ``soseleto_frozen`` (the
-same with ``lr_alpha = 0``: what the reweighting adds) and ``two_stage`` (the
+same with ``lr_alpha = 0``: what the reweighting adds), ``soseleto_theta`` (not the paper: the
+target gradient also steps the features) and ``two_stage`` (the
 ``soseleto`` run's target network labels the pool, which becomes the noisy source of a
 noisy-label-mode run with the same clean target). Every run on the target records the test
 accuracy after every epoch.
@@ -190,7 +191,8 @@ def _rows(index: pd.Series, y: torch.Tensor, labels: pd.Series, path: str) -> to
 
 
 # -- runs -----------------------------------------------------------------------------------------
-METHODS = ("target_only", "pretrain", "fine_tuning", "soseleto", "soseleto_frozen", "two_stage", "appendix_c")
+METHODS = ("target_only", "pretrain", "fine_tuning", "soseleto", "soseleto_frozen", "soseleto_theta", "two_stage",
+           "appendix_c")
 
 
 @dataclass
@@ -273,8 +275,9 @@ def _run_plain(job: Job, data_sets: TransferSets, dev, resume: str):
 
 
 def _run_soseleto(job: Job, data_sets: TransferSets, dev, resume: str):
-    """SOSELETO in transfer mode (``soseleto_frozen``: with ``lr_alpha = 0``); ``alpha`` rows: ``index``,
-    ``label`` (the source label), ``alpha``."""
+    """SOSELETO in transfer mode (``soseleto_frozen``: with ``lr_alpha = 0``; ``soseleto_theta``: its
+    settings carry ``target_on_features > 0``); ``alpha`` rows: ``index``, ``label`` (the source
+    label), ``alpha``."""
     n_s = len(np.unique(data_sets.source_label))
     features, (head_s, head_t) = build(job.task.model, _shape(job, data_sets), [n_s, len(job.task.target.classes)],
                                        seed=job.seed)
@@ -317,4 +320,5 @@ def _run_two_stage(job: Job, data_sets: TransferSets, dev, resume: str):
 
 
 RUNS = {"target_only": _run_plain, "pretrain": _run_plain, "fine_tuning": _run_plain, "soseleto": _run_soseleto,
-        "soseleto_frozen": _run_soseleto, "appendix_c": _run_soseleto, "two_stage": _run_two_stage}
+        "soseleto_frozen": _run_soseleto, "soseleto_theta": _run_soseleto, "appendix_c": _run_soseleto,
+        "two_stage": _run_two_stage}

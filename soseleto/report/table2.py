@@ -23,6 +23,7 @@ METHODS = {
     "fine_tuning": ("Fine-tuning", False),
     "soseleto": ("SOSELETO", False),
     "soseleto_frozen": ("SOSELETO, alpha frozen (lr_alpha = 0)", False),
+    "soseleto_theta": ("SOSELETO + target gradient on the features (not the paper)", False),
     "two_stage": ("Two-stage SOSELETO", True),
     "vinyals": ("Vinyals et al. (2016)", True),
     "vinyals_ft": ("Fine-tuned variant of Vinyals et al. (2016)", True),

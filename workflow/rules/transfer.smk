@@ -170,6 +170,27 @@ use rule transfer_pretrain as transfer_soseleto_frozen with:
         device=DEVICE,
 
 
+use rule transfer_pretrain as transfer_soseleto_theta with:
+    input:
+        source=f"{SPLITS}/source.csv",
+        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
+        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
+    output:
+        metrics=f"{TR_RUN}/soseleto_theta/metrics.json",
+        checkpoint=f"{TR_RUN}/soseleto_theta/checkpoint.pt",
+        alpha=f"{TR_RUN}/soseleto_theta/alpha.csv",
+    log:
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_theta.log",
+    benchmark:
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_theta.tsv"
+    params:
+        method="soseleto_theta",
+        config=job_config(
+            "transfer.soseleto", "transfer.theta_target_weight", *TASK_PARAMS
+        ),
+        device=DEVICE,
+
+
 use rule transfer_pretrain as transfer_two_stage with:
     input:
         target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
