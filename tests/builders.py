@@ -10,6 +10,8 @@ import torch
 
 from soseleto.config import PairedConfig, PlainConfig, SoseletoConfig
 from soseleto.core.loop import Labeled
+from soseleto.core.models import build_classifier, build_features
+from soseleto.core.rng import seeded
 
 # the defaults of the pre-refactor TrainerConfig
 OLD_SGD = {"lr_p": 1e-4, "momentum": 0.0, "weight_decay": 0.0}
@@ -37,3 +39,33 @@ def blobs(n: int, dim: int = 4, k: int = 3, *, seed: int, scale: float = 1.0) ->
     """``n`` random points ``(n, dim)`` with random labels in ``[0, k)``."""
     g = torch.Generator().manual_seed(seed)
     return Labeled(torch.randn(n, dim, generator=g) * scale, torch.randint(0, k, (n,), generator=g))
+
+
+def mlp(in_shape=(2,), k=3, hidden=8, seed=0):
+    """A one-layer MLP ``(features, classifier)`` initialised from ``seed``."""
+    with seeded(seed):
+        f, d = build_features("mlp", in_shape, hidden=hidden, depth=1)
+        return f, build_classifier(d, k)
+
+
+def batch2d(n, k=3, seed=0):
+    """``n`` random 2-D points and labels in ``[0, k)``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g), torch.randint(0, k, (n,), generator=g)
+
+
+class Killed(Exception):
+    """Stands for a job killed in the middle of a run."""
+
+
+def dies_on_second_call():
+    """A monitor that "kills" the run while epoch 2 is evaluated: its checkpoint then holds epoch 1."""
+    calls = []
+
+    def monitor():
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return 0.0
+
+    return monitor

@@ -8,23 +8,10 @@ from torch import nn
 from torch.func import functional_call
 
 from soseleto.core.loop import Labeled
-from soseleto.core.models import build_classifier, build_features
-from soseleto.core.rng import seeded
 from soseleto.methods.l2rw import L2RW, l2rw_weights
 from soseleto.methods.peers import train_peer
 
-from builders import paired_config
-
-
-def _net(in_shape=(2,), k=3, hidden=8, seed=0):
-    with seeded(seed):
-        f, d = build_features("mlp", in_shape, hidden=hidden, depth=1)
-        return f, build_classifier(d, k)
-
-
-def _batch(n, k=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 2, generator=g), torch.randint(0, k, (n,), generator=g)
+from builders import batch2d, mlp, paired_config
 
 
 def _lookahead_weights(features, head, xs, ys, xt, yt, lr):
@@ -43,9 +30,9 @@ def _lookahead_weights(features, head, xs, ys, xt, yt, lr):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_l2rw_weights_match_double_backprop_lookahead(float64, seed):
-    f, h = _net(seed=seed)
-    xs, ys = _batch(16, seed=seed)
-    xt, yt = _batch(8, seed=seed + 10)
+    f, h = mlp(seed=seed)
+    xs, ys = batch2d(16, seed=seed)
+    xt, yt = batch2d(8, seed=seed + 10)
     losses, w, loss_t = l2rw_weights(f, h, xs, ys, xt, yt)
     ref = _lookahead_weights(f, h, xs, ys, xt, yt, lr=0.1)
     assert ref.sum() > 0 and (ref == 0).any()  # a non-trivial case: some samples rejected
@@ -57,10 +44,10 @@ def test_l2rw_weights_match_double_backprop_lookahead(float64, seed):
 def test_l2rw_all_rejected_gives_zero_step(float64):
     # With a zero classifier p is uniform, so grad l_j . grad L_clean = (p - e_yj).(p - e_0) (h_j.h_t + 1)
     # = -(h_j.h_t + 1) / K < 0 for every source label y_j != 0 (ReLU features h >= 0): all rejected.
-    f, h = _net()
+    f, h = mlp()
     nn.init.zeros_(h.weight), nn.init.zeros_(h.bias)
-    xs, _ = _batch(4, seed=3)
-    source, target = Labeled(xs, torch.tensor([1, 2, 1, 2])), Labeled(*_batch(1, seed=4))
+    xs, _ = batch2d(4, seed=3)
+    source, target = Labeled(xs, torch.tensor([1, 2, 1, 2])), Labeled(*batch2d(1, seed=4))
     target.y[:] = 0
     _, w, _ = l2rw_weights(f, h, source.x, source.y, target.x, target.y)
     assert torch.equal(w, torch.zeros(4))
@@ -72,15 +59,15 @@ def test_l2rw_all_rejected_gives_zero_step(float64):
 
 
 def test_scores_are_the_mean_normalised_weight_per_draw():
-    f, h = _net()
+    f, h = mlp()
     method = L2RW(f, h, paired_config(lr_p=0.1), n_source=5)
     method.weight_sum[:] = torch.tensor([3.0, 0.0, 1.0, 0.0, 0.0], dtype=torch.float64)
     method.draws[:] = torch.tensor([2, 1, 1, 0, 3], dtype=torch.float64)
     assert method.scores().tolist() == [1.5, 0.0, 1.0, 0.0, 0.0]  # never drawn: 0
-    xs, ys = _batch(3, seed=5)
-    xt, yt = _batch(2, seed=6)
+    xs, ys = batch2d(3, seed=5)
+    xt, yt = batch2d(2, seed=6)
     idx = torch.tensor([4, 0, 2])
-    _, w, _ = l2rw_weights(*_net(), xs, ys, xt, yt)
+    _, w, _ = l2rw_weights(*mlp(), xs, ys, xt, yt)
     loss_s, loss_t = method.step(xs, ys, idx, xt, yt)
     assert not loss_s.requires_grad and not loss_t.requires_grad
     assert method.draws.tolist() == [3, 1, 2, 0, 4]

@@ -9,28 +9,11 @@ import torch
 
 from soseleto.config import PEER_METHODS, PeerConfig, from_mapping
 from soseleto.core.loop import Labeled
-from soseleto.core.models import build_classifier, build_features
-from soseleto.core.rng import seeded
 from soseleto.data import images, sets
 from soseleto.data.noise import confusion_matrix, corrupt_labels
 from soseleto.methods.peers import train_peer
 
-from builders import paired_config
-
-
-class _Killed(Exception):
-    pass
-
-
-def _net(in_shape=(2,), k=3, hidden=8, seed=0):
-    with seeded(seed):
-        f, d = build_features("mlp", in_shape, hidden=hidden, depth=1)
-        return f, build_classifier(d, k)
-
-
-def _batch(n, k=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 2, generator=g), torch.randint(0, k, (n,), generator=g)
+from builders import Killed, batch2d, dies_on_second_call, mlp, paired_config
 
 
 def test_peer_config_validation():
@@ -41,8 +24,8 @@ def test_peer_config_validation():
         from_mapping(PeerConfig, {"target_wieght": 0.1})
     with pytest.raises(ValueError, match="glc_noisy_epochs"):
         PeerConfig(glc_noisy_epochs=0)
-    f, h = _net()
-    d = Labeled(*_batch(8))
+    f, h = mlp()
+    d = Labeled(*batch2d(8))
     with pytest.raises(ValueError, match="method='mwn'"):
         train_peer("mwn", f, h, d, d, paired_config(), seed=0)
     with pytest.raises(ValueError, match="head has 3 outputs"):
@@ -68,7 +51,7 @@ def test_tiny_run_is_finite_and_resumes_exactly(method, tmp_path):
     source, target, _ = _noisy_problem()
 
     def run(**kw):
-        f, h = _net((1, 28, 28), k=10, hidden=16)
+        f, h = mlp((1, 28, 28), k=10, hidden=16)
         res = train_peer(method, f, h, source, target, CFG, OPTIONS, seed=3, **kw)
         return res, list(f.parameters()) + list(h.parameters())
 
@@ -90,15 +73,9 @@ def test_tiny_run_is_finite_and_resumes_exactly(method, tmp_path):
         np.testing.assert_allclose(matrix.sum(1), 1.0, atol=1e-5)
 
     ck = tmp_path / f"{method}.ckpt"
-    calls = []
+    die = dies_on_second_call()  # "killed" while evaluating epoch 2: the checkpoint holds epoch 1
 
-    def die():  # "killed" while evaluating epoch 2: the checkpoint holds epoch 1
-        calls.append(1)
-        if len(calls) == 2:
-            raise _Killed
-        return 0.0
-
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         run(checkpoint=ck, identity=IDENTITY, monitors={"m": die})
     resumed, p_resumed = run(checkpoint=ck, identity=IDENTITY)
     assert [s.epoch for s in resumed.history] == [1, 2]

@@ -11,11 +11,7 @@ from soseleto.core.rng import seeded
 from soseleto.data import images, sets
 from soseleto.methods.plain import PlainSGD, train_plain
 
-from builders import plain_config
-
-
-class _Killed(Exception):
-    pass
+from builders import Killed, dies_on_second_call, plain_config
 
 
 def test_plain_training_learns_generated_mnist():
@@ -63,15 +59,9 @@ def test_plain_training_resumes_exactly(tmp_path):
     full = train_plain(f1, h1, d, cfg, seed=0)
     f2, h2 = net()
     ck = tmp_path / "p.ckpt"
-    calls = []
+    die = dies_on_second_call()  # "killed" while evaluating epoch 2: the checkpoint holds epoch 1
 
-    def die():  # "killed" while evaluating epoch 2: the checkpoint holds epoch 1
-        calls.append(1)
-        if len(calls) == 2:
-            raise _Killed
-        return 0.0
-
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train_plain(f2, h2, d, cfg, seed=0, checkpoint=ck, identity={"run": "p"}, monitors={"m": die})
     f3, h3 = net()
     hist = train_plain(f3, h3, d, cfg, seed=0, checkpoint=ck, identity={"run": "p"})

@@ -23,13 +23,19 @@ class SGDConfig(Section):
 
 
 @dataclass(frozen=True)
-class PlainConfig(SGDConfig):
+class EpochsConfig(SGDConfig):
+    """The optimiser and how long a run lasts (an epoch is one pass over the set a run iterates)."""
+
+    epochs: int = opt(20, "passes over the set (the source for paired runs)", ge=1)
+    log_every: int = opt(1, "epochs between progress lines", ge=1)
+    checkpoint_every: int = opt(1, "epochs between checkpoints of a job's resumable state (and at the end)", ge=1)
+
+
+@dataclass(frozen=True)
+class PlainConfig(EpochsConfig):
     """Plain minibatch SGD on one labelled set (baselines, target-only, pre-training, fine-tuning)."""
 
     batch: int = opt(128, "samples per step", ge=1)
-    epochs: int = opt(20, "passes over the set", ge=1)
-    log_every: int = opt(1, "epochs between progress lines", ge=1)
-    checkpoint_every: int = opt(1, "epochs between checkpoints of a job's resumable state (and at the end)", ge=1)
 
     @property
     def schedule(self) -> Schedule:
@@ -37,14 +43,11 @@ class PlainConfig(SGDConfig):
 
 
 @dataclass(frozen=True)
-class PairedConfig(SGDConfig):
+class PairedConfig(EpochsConfig):
     """Training on a source set with cycling target batches (the peer methods; SOSELETO adds alpha)."""
 
     source_batch: int = opt(128, "source samples per step; one epoch is one pass over the source", ge=1)
     target_batch: int = opt(32, "target samples per step (the target set cycles)", ge=1)
-    epochs: int = opt(20, "passes over the source set", ge=1)
-    log_every: int = opt(1, "epochs between progress lines", ge=1)
-    checkpoint_every: int = opt(1, "epochs between checkpoints of a job's resumable state (and at the end)", ge=1)
 
     @property
     def schedule(self) -> Schedule:

@@ -34,7 +34,7 @@ from torch import nn
 from soseleto.config import PairedConfig, PeerConfig, PlainConfig, SGDConfig
 from soseleto.core.evaluate import predict_proba
 from soseleto.core.loop import Labeled, RunResult, train
-from soseleto.methods.plain import sgd, train_plain
+from soseleto.methods.plain import PlainSGD, train_plain
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class NoiseLayer(nn.Module):
         return corrected_log_probs(logits, self.log_matrix())
 
 
-class UnionLoss:
+class UnionLoss(PlainSGD):
     """One network trained on source + target with :func:`union_loss`, ``log_matrix()`` taken per
     step (``K x K``, negligible), plus ``penalty()`` when given. ``state`` holds the method's own
     tensors or modules (GLC's ``C``, the noise layer), saved and restored with the network."""
@@ -100,9 +100,8 @@ class UnionLoss:
     def __init__(self, features: nn.Module, head: nn.Module, cfg: SGDConfig, *, trusted: torch.Tensor,
                  log_matrix: Callable[[], torch.Tensor], penalty: Callable[[], torch.Tensor] | None = None,
                  extra_group: dict | None = None, state: dict[str, Any]):
-        self.features, self.head, self.trusted = features, head, trusted
-        self.log_matrix, self.penalty, self.own = log_matrix, penalty, state
-        self.optimizer = sgd([*features.parameters(), *head.parameters()], cfg)
+        super().__init__(features, head, cfg, device=trusted.device)
+        self.trusted, self.log_matrix, self.penalty, self.own = trusted, log_matrix, penalty, state
         if extra_group is not None:
             self.optimizer.add_param_group(extra_group)
 
@@ -117,12 +116,10 @@ class UnionLoss:
 
     def state_dict(self) -> dict[str, Any]:
         own = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v.state_dict() for k, v in self.own.items()}
-        return {"features": self.features.state_dict(), "head": self.head.state_dict(),
-                "optimizer": self.optimizer.state_dict(), **own}
+        return {**super().state_dict(), **own}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.features.load_state_dict(state["features"]), self.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         for key, obj in self.own.items():
             obj.copy_(state[key]) if isinstance(obj, torch.Tensor) else obj.load_state_dict(state[key])
 

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from soseleto.config import SGDConfig
-from soseleto.methods.plain import sgd
+from soseleto.methods.plain import PlainSGD
 
 
 def joint_loss(loss_source: torch.Tensor, loss_target: torch.Tensor, target_weight: float) -> torch.Tensor:
@@ -18,10 +16,10 @@ def joint_loss(loss_source: torch.Tensor, loss_target: torch.Tensor, target_weig
     return (1.0 - target_weight) * loss_source + target_weight * loss_target
 
 
-class Joint:
+class Joint(PlainSGD):
     def __init__(self, features: nn.Module, head: nn.Module, cfg: SGDConfig, *, target_weight: float):
-        self.features, self.head, self.target_weight = features, head, target_weight
-        self.optimizer = sgd([*features.parameters(), *head.parameters()], cfg)
+        super().__init__(features, head, cfg, device=next(head.parameters()).device)
+        self.target_weight = target_weight
 
     def step(self, xs, ys, idx, xt, yt) -> tuple[torch.Tensor, torch.Tensor]:
         self.features.train(), self.head.train()
@@ -31,11 +29,3 @@ class Joint:
         joint_loss(loss_s, loss_t, self.target_weight).backward()
         self.optimizer.step()
         return loss_s.detach(), loss_t.detach()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"features": self.features.state_dict(), "head": self.head.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.features.load_state_dict(state["features"]), self.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -29,7 +29,7 @@ from torch import nn
 
 from soseleto.config import SGDConfig
 from soseleto.core.forward_mode import losses_and_alignment
-from soseleto.methods.plain import sgd
+from soseleto.methods.plain import PlainSGD
 
 
 def l2rw_weights(
@@ -53,14 +53,13 @@ def l2rw_weights(
     return losses, w, loss_t.detach()
 
 
-class L2RW:
+class L2RW(PlainSGD):
     """Per-sample weights from the clean gradient each step; accumulates each sample's normalised
     weight for the detection score (see the module docstring)."""
 
     def __init__(self, features: nn.Module, head: nn.Module, cfg: SGDConfig, *, n_source: int,
                  device: torch.device | str = "cpu"):
-        self.features, self.head = features, head
-        self.optimizer = sgd([*features.parameters(), *head.parameters()], cfg)
+        super().__init__(features, head, cfg, device=device)
         self.weight_sum = torch.zeros(n_source, dtype=torch.float64, device=device)
         self.draws = torch.zeros(n_source, dtype=torch.float64, device=device)
 
@@ -79,11 +78,8 @@ class L2RW:
         return (self.weight_sum / self.draws.clamp_min(1)).cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"features": self.features.state_dict(), "head": self.head.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "weight_sum": self.weight_sum.cpu(),
-                "draws": self.draws.cpu()}
+        return {**super().state_dict(), "weight_sum": self.weight_sum.cpu(), "draws": self.draws.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.features.load_state_dict(state["features"]), self.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         self.weight_sum.copy_(state["weight_sum"]), self.draws.copy_(state["draws"])

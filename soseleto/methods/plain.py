@@ -25,7 +25,9 @@ def sgd(params, cfg: SGDConfig, **group: Any) -> torch.optim.SGD:
 
 
 class PlainSGD:
-    """One network ``head(features(x))`` trained on its batches' cross-entropy."""
+    """One network ``head(features(x))`` trained on its batches' cross-entropy. The other
+    single-network methods (joint training, L2RW, the loss corrections) derive from it: they keep
+    its network, optimiser and state and replace the step."""
 
     def __init__(self, features: nn.Module, head: nn.Module, cfg: SGDConfig, *, device: torch.device | str = "cpu"):
         self.features, self.head = features.to(device), head.to(device)
