@@ -1,4 +1,4 @@
-"""Cost of one SOSELETO step relative to one plain SGD step on the source batch (issue 6).
+"""Cost of one SOSELETO step relative to one plain SGD step on the source batch.
 
 ``soseleto bench`` (or ``python -m soseleto bench``; options: :func:`soseleto.cli.bench_arguments`) times, in one process and interleaved, a plain
 step (forward, backward and SGD step of the source network on the source batch) and a full
