@@ -93,7 +93,7 @@ def history_table(run: SyntheticRun) -> pd.DataFrame:
 
 
 def seed_summary(points: pd.DataFrame, *, seed: int, threshold: float, target_accuracy: float) -> dict:
-    """The per-seed row of ``summary.csv`` (see issue: correct_at_t, mean alphas, counts)."""
+    """The per-seed row of ``summary.csv`` (correct_at_t, mean alphas of clean and noisy points, counts)."""
     alpha, noisy = points["alpha"].to_numpy(), points["noisy"].to_numpy(dtype=bool)
     m = detection_metrics(alpha, noisy, threshold=threshold)
     t = f"{threshold:g}"
