@@ -333,6 +333,13 @@ def test_progress_lines_every_log_every_epochs_with_eta(caplog):
                for line in lines)
 
 
+def test_monitors_are_evaluated_at_the_reported_epochs_only():
+    calls = []
+    hist = train(Recorder(), blobs(10, seed=0), blobs(4, seed=1), schedule=Schedule(7, 5, 2, log_every=3), seed=0,
+                 monitors={"acc": lambda: calls.append(1) or 0.5})
+    assert [h.epoch for h in hist if "acc" in h.values] == [1, 3, 6, 7] and len(calls) == 4
+
+
 def test_plain_sgd_runs_through_the_loop_without_a_target():
     with seeded(0):
         f, d = build_features("mlp", (4,), hidden=8)

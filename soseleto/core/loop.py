@@ -120,8 +120,9 @@ def train(
     epochs and at the end, and resumed from when it exists; it must have been written for the same
     ``identity`` (required with ``checkpoint``: the configs, seed and data that define the run). A
     resumed run returns the history of all its epochs, those before the interruption included.
-    ``monitors`` are evaluated after every epoch and recorded under their names; ``on_epoch`` is
-    called with each epoch's stats.
+    ``monitors`` (e.g. test accuracy) are evaluated after the epochs that get a progress line --
+    every ``schedule.log_every``-th, the first and the last -- and recorded under their names in
+    those epochs' stats; ``on_epoch`` is called with each epoch's stats.
     """
     if checkpoint is not None and identity is None:
         raise ValueError("a checkpoint needs the identity of the run it belongs to")
@@ -139,8 +140,9 @@ def train(
         epoch_start = time.perf_counter()
         sums, n_steps = _one_epoch(method, source, target, schedule, seed=seed, epoch=len(history), device=device)
         stats = _stats(method, len(history) + 1, sums / n_steps, has_target=target is not None)
-        for key, fn in (monitors or {}).items():
-            stats.values[key] = float(fn())
+        if _reported(stats.epoch, epochs, schedule.log_every):
+            for key, fn in (monitors or {}).items():
+                stats.values[key] = float(fn())
         stats.seconds = time.perf_counter() - epoch_start
         history.append(stats)
         _log_progress(name, stats, epochs, schedule.log_every,
@@ -198,8 +200,13 @@ def cycle_batches(n: int, batch: int, gen: torch.Generator, device: torch.device
             yield perm[start : start + batch]
 
 
+def _reported(epoch: int, epochs: int, every: int) -> bool:
+    """Whether ``epoch`` gets a progress line and its monitors: every ``every``-th, the first and the last."""
+    return epoch % every == 0 or epoch in (1, epochs)
+
+
 def _log_progress(name: str, stats: EpochStats, epochs: int, every: int, *, per_epoch: float) -> None:
-    if not (stats.epoch % every == 0 or stats.epoch in (1, epochs)):
+    if not _reported(stats.epoch, epochs, every):
         return
     parts = [f"{name}: epoch {stats.epoch}/{epochs}", f"loss_source {stats.loss_source:.4f}"]
     if stats.loss_target is not None:

@@ -232,12 +232,14 @@ def monitors(features, head, data: NoisySets) -> dict[str, Callable[[], float]]:
 
 
 def run_summary(history: list[EpochStats], epochs: int) -> dict[str, Any]:
-    """Final test accuracy, the test accuracy at the epoch of best validation accuracy (the first
-    such epoch; absent without validation), time per epoch and the history."""
+    """Final test accuracy, the test accuracy at the epoch of best validation accuracy among the
+    evaluated epochs (the first such epoch; absent without validation), time per epoch and the
+    history."""
     out: dict[str, Any] = {"accuracy": history[-1].values["test_accuracy"], "epochs": epochs,
                            "seconds_per_epoch": float(np.mean([h.seconds for h in history]))}
     if "validation_accuracy" in history[-1].values:
-        best = max(history, key=lambda h: (h.values["validation_accuracy"], -h.epoch))
+        evaluated = [h for h in history if "validation_accuracy" in h.values]
+        best = max(evaluated, key=lambda h: (h.values["validation_accuracy"], -h.epoch))
         out.update({"best_epoch": best.epoch, "accuracy_at_best_validation": best.values["test_accuracy"],
                     "best_validation_accuracy": best.values["validation_accuracy"]})
     out["history"] = [h.record() for h in history]
