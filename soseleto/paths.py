@@ -43,14 +43,15 @@ def noise_tag(noise: float) -> str:
     return f"{float(noise):g}"
 
 
-def detection_runs(methods, noise_tags, seeds, *, run: str) -> list[dict[str, Any]]:
+def detection_runs(methods, noise_tags, seeds, *, run: str, cleanlab: bool = True) -> list[dict[str, Any]]:
     """The runs that score the source, in table order: ``noise``, ``method``, ``seed`` and ``path``
     (``run`` is the run directory pattern with ``{noise}``, ``{method}``, ``{seed}``).
 
     ``soseleto`` and ``l2rw`` when they are among ``methods``; ``cleanlab`` (the noisy baseline's
-    detector) when ``noisy_baseline`` is.
+    detector) when ``noisy_baseline`` is and ``cleanlab`` is true.
     """
-    chosen = [m for m in ("soseleto", "l2rw") if m in methods] + (["cleanlab"] if "noisy_baseline" in methods else [])
+    chosen = [m for m in ("soseleto", "l2rw") if m in methods]
+    chosen += ["cleanlab"] if cleanlab and "noisy_baseline" in methods else []
     return [{"noise": float(n), "method": m, "seed": int(s),
              "path": run.format(noise=n, method=m, seed=s) + ("/alpha.csv" if m == "soseleto" else "/scores.csv")}
             for n in noise_tags for m in chosen for s in seeds]

@@ -156,7 +156,7 @@ def test_snakefmt_is_clean():
         ({"noisy": {"methods": ["coteaching"]}}, "methods"),  # schema: unknown method
         ({"noisy": {"peers": {"noise_trace": -1}}}, "noise_trace"),  # schema: out of range
         ({"noisy": {"peers": {"glc_noisy_epoch": 2}}}, "glc_noisy_epoch"),  # schema: unknown key
-        ({"noisy": {"cleanlab_folds": 1}}, "cleanlab_folds"),  # schema: one fold
+        ({"noisy": {"cleanlab_folds": 1}}, "cleanlab_folds"),  # typed config: one fold
         ({"noisy": {"baseline": {"lr_alpha": 1.0}}}, "lr_alpha"),  # plain training has no alpha
         ({"noisy": {"split": {"dataset": "digits.npz"}}}, "test_per_class"),  # typed: a file has no test split
         ({"transfer": {"target": {"dataset": "digits.npz"}}}, "two_stage"),  # typed: no pool for two-stage

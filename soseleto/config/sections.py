@@ -249,12 +249,14 @@ class NoisyConfig(Section):
     finetune: PlainConfig = opt(PlainConfig(), "the noisy baseline trained further on the clean target")
     peer_trainer: PairedConfig = opt(PairedConfig(), "optimiser, batches and epochs of the peer methods")
     peers: PeerConfig = opt(PeerConfig(), "options of the peer methods")
-    cleanlab_folds: int = opt(5, "folds of cleanlab's out-of-fold probabilities", ge=2)
+    cleanlab_folds: int = opt(5, "folds of cleanlab's out-of-fold probabilities of the noisy baseline; 0: no "
+                                 "cleanlab detector", ge=0)
     threads: int = opt(4, "CPU threads of each training job (Snakemake threads)", ge=1)
 
     def check(self) -> None:
         require("trainer.shared_classifier", self.trainer.shared_classifier, False,
                  "true (noisy-label mode: source and target share the classifier)")
+        require("cleanlab_folds", self.cleanlab_folds != 1, 1, "0 (no cleanlab) or at least 2 folds")
 
 
 @dataclass(frozen=True)

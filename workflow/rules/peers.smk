@@ -5,7 +5,11 @@
 
 PEERS = [m for m in NOISY_METHODS if m in C.PEER_METHODS]
 LABEL_ERROR_RUNS = P.detection_runs(
-    NOISY_METHODS, NOISE_TAGS, NOISY.seeds, run=NOISY_RUN
+    NOISY_METHODS,
+    NOISE_TAGS,
+    NOISY.seeds,
+    run=NOISY_RUN,
+    cleanlab=NOISY.cleanlab_folds > 0,
 )
 BEYOND = f"Beyond the paper: peer methods and label-error detection ({NOISY_TAG})"
 PEER_PARAMS = ("noisy.peer_trainer", "noisy.peers", *NOISY_RUN_PARAMS)
