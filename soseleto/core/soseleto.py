@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soseleto.config import SoseletoConfig
-from soseleto.core import ghost
+from soseleto.core.ghost import supports, weighted_backward_and_alignment
 from soseleto.core.evaluate import accuracy, predict
 from soseleto.core.forward_mode import losses_and_alignment
 from soseleto.core.loop import Labeled
@@ -98,7 +98,7 @@ class Soseleto:
         self.optimizer = torch.optim.SGD(params, lr=cfg.lr_p, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self._feature_names = [n for n, _ in self.features.named_parameters()]
         self._head_names = [n for n, _ in self.target_head.named_parameters()]
-        per_sample = ghost.supports(self.features, self.source_head)
+        per_sample = supports(self.features, self.source_head)
         if alignment == "ghost" and not per_sample:
             raise ValueError("alignment='ghost' needs a network without cross-sample layers (e.g. BatchNorm)")
         self.alignment = ("ghost" if per_sample else "forward") if alignment == "auto" else alignment
@@ -129,7 +129,7 @@ class Soseleto:
         alpha_b = self.alpha[idx]
         self.optimizer.zero_grad(set_to_none=True)
         if self.alignment == "ghost":
-            losses, align = ghost.weighted_backward_and_alignment(
+            losses, align = weighted_backward_and_alignment(
                 self.features, self.source_head, xs, ys, alpha_b * c_s, g_theta, g_head)
         else:
             losses, align = losses_and_alignment(self.features, self.source_head, xs, ys, g_theta, g_head)
