@@ -177,14 +177,17 @@ TRANSFER_SETTINGS = {"target_only": ("target_only", None), "pretrain": ("pretrai
                      "appendix_c": ("soseleto", None), "two_stage": ("two_stage", "soseleto")}
 
 
+def _source_side(job: Job, appendix_c: bool):
+    """The transfer source, with Appendix C's source classes for an Appendix C job."""
+    side = job.cfg("transfer.source")
+    return dataclasses.replace(side, classes=job.cfg("transfer.appendix_c").source_classes) if appendix_c else side
+
+
 def transfer_source_split(job: Job) -> None:
-    from soseleto.config import SideConfig
     from soseleto.experiments import transfer
 
-    side = job.cfg("transfer.source")
-    if job.params.get("appendix_c"):
-        side = SideConfig(side.dataset, job.cfg("transfer.appendix_c").source_classes)
-    transfer.write_source_split(side, job.cfg("data"), job.output["split"])
+    transfer.write_source_split(_source_side(job, bool(job.params.get("appendix_c"))), job.cfg("data"),
+                                job.output["split"])
 
 
 def transfer_target_split(job: Job) -> None:
@@ -200,13 +203,8 @@ def transfer_run(job: Job) -> None:
     method = job.params["method"]
     own, init = TRANSFER_SETTINGS[method]
     appendix_c = method == "appendix_c"
-    task = transfer.Task(job.cfg("transfer.source"), job.cfg("transfer.target"), job.cfg("transfer.image_size"),
+    task = transfer.Task(_source_side(job, appendix_c), job.cfg("transfer.target"), job.cfg("transfer.image_size"),
                          job.cfg("transfer.model"))
-    if appendix_c:
-        from soseleto.config import SideConfig
-
-        ac = job.cfg("transfer.appendix_c")
-        task = transfer.Task(SideConfig(task.source.dataset, ac.source_classes), task.target, task.image_size, task.model)
     n_target = job.cfg("transfer.appendix_c").n_target if appendix_c else (
         int(job.wildcards["nt"]) if "nt" in job.wildcards else None)
     settings = job.cfg(f"transfer.{own}")
@@ -214,7 +212,7 @@ def transfer_run(job: Job) -> None:
         settings = dataclasses.replace(settings, target_on_features=job.cfg("transfer.theta_target_weight"))
     transfer.run_and_save(transfer.Job(
         method, settings, task, job.cfg("data"), int(job.wildcards["seed"]), job.params["device"],
-        {k: v for k, v in job.input.items()}, job.output, n_target=n_target,
+        dict(job.input), job.output, n_target=n_target,
         init=job.cfg(f"transfer.{init}") if init else None,
         two_stage_init=job.cfg("transfer.two_stage_init") if method == "two_stage" else "stage1"))
 

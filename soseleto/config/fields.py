@@ -114,6 +114,9 @@ def require(key: str, ok: bool, value: Any, expected: str) -> None:
 
 
 def plain(obj: Any) -> Any:
+    """``obj`` as plain YAML/JSON data: dataclasses as dicts, tuples as lists, recursively."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -158,7 +161,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "
 
 def to_dict(obj: Any) -> dict[str, Any]:
     """Plain-dict view of a section, tuples as lists (YAML/JSON ready)."""
-    return plain(dataclasses.asdict(obj))
+    return plain(obj)
 
 
 def object_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import torch
 
-from soseleto.config import to_dict
+from soseleto.config import plain
 from soseleto.io import atomic_path
 
 
@@ -18,18 +17,7 @@ def identity(method: str, settings: Any, *, seed: int, **context: Any) -> dict[s
     """What a run's checkpoint must have been written for to be resumed or reused (fine-tuning,
     two-stage): the method, its settings (a config section), the seed and the run's context (data,
     noise level, target size, ...)."""
-    settings = to_dict(settings) if dataclasses.is_dataclass(settings) else settings
-    return {"method": method, "settings": settings, "seed": seed, **_plain(context)}
-
-
-def _plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return to_dict(obj)
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+    return {"method": method, "seed": seed, **plain({"settings": settings, **context})}
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, config: Any) -> None:

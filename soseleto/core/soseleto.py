@@ -102,10 +102,9 @@ class Soseleto:
         if alignment == "ghost" and not per_sample:
             raise ValueError("alignment='ghost' needs a network without cross-sample layers (e.g. BatchNorm)")
         self.alignment = ("ghost" if per_sample else "forward") if alignment == "auto" else alignment
+        self._steps = 0  # steps taken: the bias correction of both running averages
         self._g_avg: list[torch.Tensor] | None = None  # running target gradient (target_grad_decay)
-        self._g_steps = 0
         self._a2 = torch.zeros((), device=self.device)  # running mean of a_j^2 (alpha_step normalized)
-        self._a2_steps = 0
 
     def step(self, xs: torch.Tensor, ys: torch.Tensor, idx: torch.Tensor, xt: torch.Tensor,
              yt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +113,7 @@ class Soseleto:
         cfg = self.cfg
         c_s, c_t = self._scales(len(ys), len(yt))
         self.features.train(), self.source_head.train(), self.target_head.train()
+        self._steps += 1
 
         # 1. target gradient at theta_m (and phi_t's own gradient)
         loss_t = F.cross_entropy(self.target_head(self.features(xt)), yt, reduction="sum") * c_t
@@ -158,8 +158,7 @@ class Soseleto:
         if beta:
             if self._g_avg is None:
                 self._g_avg = [torch.zeros_like(g) for g in grads]
-            self._g_steps += 1
-            correction = 1.0 / (1.0 - beta**self._g_steps)
+            correction = 1.0 / (1.0 - beta**self._steps)
             for avg, g in zip(self._g_avg, grads):
                 avg.mul_(beta).add_(g, alpha=1.0 - beta)
             grads = [avg * correction for avg in self._g_avg]
@@ -175,23 +174,22 @@ class Soseleto:
             return cfg.lr_alpha * cfg.lr_p * c_s
         beta = cfg.alpha_rms_decay
         self._a2.mul_(beta).add_((align * align).mean(), alpha=1.0 - beta)
-        self._a2_steps += 1
-        rms = (self._a2 / (1.0 - beta**self._a2_steps)).sqrt()
+        rms = (self._a2 / (1.0 - beta**self._steps)).sqrt()
         return cfg.lr_alpha / rms.clamp_min(torch.finfo(rms.dtype).tiny)
 
     def summary(self) -> dict[str, float]:
         return {"alpha_mean": float(self.alpha.mean())}
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: parameters, optimiser (momentum buffers), alpha."""
+        """Everything needed to resume: parameters, optimiser (momentum buffers), alpha, the step
+        count and the running averages of the options in use."""
         state = {"features": self.features.state_dict(), "source_head": self.source_head.state_dict(),
                  "target_head": None if self.shared else self.target_head.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "alpha": self.alpha.detach().cpu()}
+                 "optimizer": self.optimizer.state_dict(), "alpha": self.alpha.detach().cpu(), "steps": self._steps}
         if self.cfg.target_grad_decay:
             state["target_grad_avg"] = None if self._g_avg is None else [g.cpu() for g in self._g_avg]
-            state["target_grad_steps"] = self._g_steps
         if self.cfg.alpha_step == "normalized":
-            state["alignment_ms"], state["alignment_steps"] = self._a2.cpu(), self._a2_steps
+            state["alignment_ms"] = self._a2.cpu()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,13 +201,12 @@ class Soseleto:
             self.target_head.load_state_dict(state["target_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.alpha.copy_(state["alpha"].to(self.device))
+        self._steps = int(state["steps"])
         if self.cfg.target_grad_decay:
             avg = state["target_grad_avg"]
             self._g_avg = None if avg is None else [g.to(self.device) for g in avg]
-            self._g_steps = int(state["target_grad_steps"])
         if self.cfg.alpha_step == "normalized":
             self._a2.copy_(state["alignment_ms"].to(self.device))
-            self._a2_steps = int(state["alignment_steps"])
 
     def predict(self, x: torch.Tensor, *, head: str = "target") -> torch.Tensor:
         """Class predictions ``(N,)`` of the target (or source) network, in eval mode."""

@@ -23,14 +23,20 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return f.mean(dim=(0, 2, 3)), f.std(dim=(0, 2, 3)).clamp_min(1e-6)
 
 
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` (uint8, or float on the 0-255 scale) -> uint8 ``(N, C, *size)``,
+    bilinear with antialiasing."""
+    f = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return f.round().clamp(0, 255).to(torch.uint8)
+
+
 def to_gray_resized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 ``(N, C, H, W)`` -> uint8 ``(N, 1, *size)``: luminance, then bilinear resize
     (SVHN 32x32 RGB -> MNIST-like 28x28 gray, section 4.3)."""
     f = x.float()
     if f.shape[1] == 3:
         f = (f * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    f = F.interpolate(f, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return f.round().clamp(0, 255).to(torch.uint8)
+    return resize(f, size)
 
 
 def class_balanced_indices(y: torch.Tensor, per_class: int, *, seed: int, classes: list[int] | None = None) -> torch.Tensor:

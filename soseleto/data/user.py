@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from soseleto.data import files, images, sets
 
@@ -134,8 +133,7 @@ def harmonise(sets: list[ImageSet], *, gray: bool = False, size: tuple[int, int]
         if gray and s.x.shape[1] != 1:
             s.x = images.to_gray_resized(s.x, size or tuple(s.x.shape[2:]))
         elif size is not None and tuple(s.x.shape[2:]) != tuple(size):
-            f = F.interpolate(s.x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-            s.x = f.round().clamp(0, 255).to(torch.uint8)
+            s.x = images.resize(s.x, size)
     shapes = {s.spec.text: s.shape for s in sets}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())

@@ -105,11 +105,6 @@ def write_split(split_cfg: NoisySplitConfig, data: DataConfig, *, noise: float, 
     return info
 
 
-def read_confusion(path: str) -> np.ndarray:
-    """The ``(K, K)`` matrix of a ``confusion.csv`` written by :func:`write_split`."""
-    return pd.read_csv(path, index_col="true_label").to_numpy()
-
-
 # -- one training run -------------------------------------------------------------------------------
 @dataclass
 class NoisySets:
@@ -189,10 +184,11 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
                **{f"n_{r}": len(getattr(data_sets, r)) if getattr(data_sets, r) is not None else 0 for r in ROLES},
                **run_summary(run.history, settings.epochs), **extra}
     if table_key:
-        table = source_alpha_table(split, run.scores, column="score" if method == "l2rw" else "alpha")
+        column = "score" if method == "l2rw" else "alpha"
+        table = source_alpha_table(split, run.scores, column=column)
         if "draws" in run.extra:
             table["draws"] = run.extra["draws"].astype(int)
-        metrics.update(_mean_by_truth(table, table.columns[4]))
+        metrics.update(_mean_by_truth(table, column))
     metrics.update({k: np.asarray(v).tolist() for k, v in run.extra.items() if k != "draws"})
     prov = provenance({"settings": settings, "peers": peers, **context}, method=method, noise=noise, seed=seed,
                       device=str(dev))

@@ -36,9 +36,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from soseleto.config import DataConfig, PlainConfig, SideConfig, SoseletoConfig, TransferConfig
+from soseleto.config import DataConfig, PlainConfig, SideConfig, SoseletoConfig
 from soseleto.core.checkpoint import identity, load_checkpoint, publish, resume_path
 from soseleto.core.device import resolve_device
 from soseleto.core.evaluate import accuracy, predict
@@ -60,11 +59,6 @@ class Task:
     target: SideConfig
     image_size: int
     model: str
-
-    @classmethod
-    def of(cls, cfg: TransferConfig, *, appendix_c: bool = False) -> Task:
-        source = SideConfig(cfg.source.dataset, cfg.appendix_c.source_classes) if appendix_c else cfg.source
-        return cls(source, cfg.target, cfg.image_size, cfg.model)
 
 
 # -- index files -----------------------------------------------------------------------------------
@@ -133,15 +127,21 @@ class TransferSets:
 def prepare(task: Task, data: DataConfig, inputs: dict[str, str]) -> TransferSets:
     """Load the images named by the index files ``inputs`` (``source``; ``target`` with ``test``)
     and standardise them (see the module docstring)."""
+    loaded: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def load(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:  # source and target may be one file
+        if (dataset, split) not in loaded:
+            loaded[dataset, split] = sets.load_labelled(dataset, split, data)
+        return loaded[dataset, split]
+
     target = test = stats = t_index = None
-    x_t, y_t = sets.load_labelled(task.target.dataset, "train", data)
+    x_t, y_t = load(task.target.dataset, "train")
     channels, size = x_t.shape[1], task.image_size
     if "target" in inputs:
         tsplit, esplit = pd.read_csv(inputs["target"]), pd.read_csv(inputs["test"])
         xt = _conform(x_t[_rows(tsplit["index"], y_t, tsplit.label, inputs["target"])], channels, size)
         stats = images.channel_stats(xt)
-        x_e, y_e = (sets.load_labelled(task.target.dataset, "test", data) if sets.has_test_split(task.target.dataset)
-                    else (x_t, y_t))
+        x_e, y_e = load(task.target.dataset, "test" if sets.has_test_split(task.target.dataset) else "train")
         xe = _conform(x_e[_rows(esplit["index"], y_e, esplit.label, inputs["test"])], channels, size)
         target = Labeled(images.to_float(xt, mean=stats[0], std=stats[1]), torch.tensor(tsplit.target_label.to_numpy()))
         test = Labeled(images.to_float(xe, mean=stats[0], std=stats[1]), torch.tensor(esplit.target_label.to_numpy()))
@@ -149,7 +149,7 @@ def prepare(task: Task, data: DataConfig, inputs: dict[str, str]) -> TransferSet
     source = s_index = s_label = None
     if "source" in inputs:
         ssplit = pd.read_csv(inputs["source"])
-        x_s, y_s = sets.load_labelled(task.source.dataset, "train", data)
+        x_s, y_s = load(task.source.dataset, "train")
         xs = _conform(x_s[_rows(ssplit["index"], y_s, ssplit.label, inputs["source"])], channels, size)
         mean, std = images.channel_stats(xs)
         labels = images.remap_labels(torch.tensor(ssplit.label.to_numpy()), list(task.source.classes))
@@ -177,9 +177,7 @@ def _conform(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
         return x
     if channels == 1:
         return images.to_gray_resized(x, (size, size))
-    x = x.expand(-1, channels, -1, -1) if x.shape[1] == 1 else x
-    f = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return f.round().clamp(0, 255).to(torch.uint8)
+    return images.resize(x.expand(-1, channels, -1, -1) if x.shape[1] == 1 else x, (size, size))
 
 
 def _rows(index: pd.Series, y: torch.Tensor, labels: pd.Series, path: str) -> torch.Tensor:

@@ -105,7 +105,7 @@ def render_markdown(summary: pd.DataFrame, *, data: str = "paper", title: str | 
         cells += [_num(paper.get(m)) for m in ("sukhbaatar", "xiao")] if paper_cols else []
         lines.append("| " + " | ".join(cells) + " |")
     seeds = "/".join(str(n) for n in n_seeds)
-    where = "the CIFAR-10 test set" if paper_cols else f"the held-out test images ({data})"
+    where = _test_set(data)
     note = (f"Test accuracy (%) on {where}; ours: mean ± sample std over {seeds} seed(s).")
     if paper_cols:
         note += (" Paper: Table 1 of the SOSELETO paper (5K clean target). Reported: the competitors' numbers as "
@@ -124,7 +124,7 @@ def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper") -> str:
             _mean_std(by_method.loc[m, "mean"], by_method.loc[m, "std"]) if m in by_method.index else "—" for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = "/".join(str(n) for n in sorted(set(summary.n)))
-    where = "the CIFAR-10 test set" if data == "paper" else f"the held-out test images ({data})"
+    where = _test_set(data)
     lines += [
         "",
         f"Test accuracy (%) on {where}, mean ± sample std over {seeds} seed(s); every method on "
@@ -229,6 +229,10 @@ def write_figure2(alpha_csvs: list[str], noises: list[float], *, out_csv: str, o
     return curves
 
 
+def _test_set(data: str) -> str:
+    return "the CIFAR-10 test set" if data == "paper" else f"the held-out test images ({data})"
+
+
 def _paper_row(noise: float) -> dict[str, float]:
     for level, row in PAPER_TABLE1.items():
         if np.isclose(level, noise):
@@ -244,12 +248,17 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def read_confusion(path: str) -> np.ndarray:
+    """The ``(K, K)`` matrix of a ``confusion.csv`` written by :func:`soseleto.experiments.noisy.write_split`."""
+    return pd.read_csv(path, index_col="true_label").to_numpy()
+
+
 def write_confusion_figure(confusion_csvs: list[str], noise_levels: list[float], outputs: list[str]) -> None:
     """One heatmap panel per noise level."""
+    from soseleto.paths import noise_tag
     from soseleto.report.figures import confusion_heatmaps
 
-    matrices = {f"{float(n):g}": pd.read_csv(p, index_col="true_label").to_numpy()
-                for n, p in zip(noise_levels, confusion_csvs)}
+    matrices = {noise_tag(n): read_confusion(p) for n, p in zip(noise_levels, confusion_csvs)}
     prov = provenance(noise_levels=list(noise_levels), inputs=[str(p) for p in confusion_csvs])
     fig = confusion_heatmaps(matrices)
     for out in outputs:

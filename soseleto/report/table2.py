@@ -68,11 +68,10 @@ def data_source(records: list[dict]) -> str:
 
 def describe_task(task: dict) -> str:
     """``'mnist5k 0-4 → mnist5k 5-9'``: the data sets (as in result paths) and their classes."""
-    from pathlib import PurePath
+    from soseleto.paths import dataset_tag
 
     def side(s: dict) -> str:
-        name = s["dataset"]
-        name = name.lower() if "/" not in name and not name.endswith(".npz") else PurePath(name).name.removesuffix(".npz")
+        name = dataset_tag(s["dataset"])
         c = s["classes"]
         run = c == list(range(c[0], c[0] + len(c)))
         return f"{name} {c[0]}-{c[-1]}" if run else f"{name} {','.join(map(str, c))}"
