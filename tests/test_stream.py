@@ -1,0 +1,90 @@
+"""The streaming path: an ImageFolder decoded by DataLoader workers equals the in-memory set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from soseleto.data.files import read_folder
+from soseleto.data.images import channel_stats, to_float
+from soseleto.data.stream import StreamedImages, list_folder
+
+
+def write_folder(root, n_per_class=6, classes=("cat", "dog", "owl"), size=(10, 12), seed=0):
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n_per_class):
+            Image.fromarray(rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)).save(root / c / f"{i:03d}.png")
+    return root
+
+
+def test_list_folder_matches_read_folder_order(tmp_path):
+    root = write_folder(tmp_path / "imgs")
+    _, y, names, paths = read_folder(root)
+    lp, ly, lnames = list_folder(root)
+    assert lp == paths and lnames == names and torch.equal(ly, y)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_equal_the_in_memory_tensors(tmp_path, workers):
+    root = write_folder(tmp_path / "imgs")
+    x, y, _, paths = read_folder(root)
+    mean, std = channel_stats(x)
+    memory = to_float(x, mean=mean, std=std)
+    s = StreamedImages(paths, y, mean=mean, std=std, workers=workers)
+    chunks = list(torch.randperm(len(y), generator=torch.Generator().manual_seed(3)).split(5))
+    got = list(s.batches(chunks))
+    assert [tuple(b.shape) for b in got] == [(len(c), 3, 10, 12) for c in chunks]
+    for idx, b in zip(chunks, got):
+        assert torch.equal(b, memory[idx])
+
+
+def test_resize_while_streaming_equals_read_folder_resize(tmp_path):
+    root = write_folder(tmp_path / "imgs", size=(9, 7))
+    x, y, _, paths = read_folder(root, size=(8, 8))
+    mean, std = channel_stats(x)
+    s = StreamedImages(paths, y, mean=mean, std=std, size=(8, 8), workers=0)
+    (b,) = list(s.batches([torch.arange(len(y))]))
+    assert torch.equal(b, to_float(x, mean=mean, std=std))
+
+
+def test_an_image_of_another_size_is_named(tmp_path):
+    root = write_folder(tmp_path / "imgs")
+    odd = root / "owl" / "zzz.png"
+    Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(odd)
+    paths, y, _ = list_folder(root)
+    s = StreamedImages(paths, y, mean=torch.zeros(3), std=torch.ones(3), workers=0)
+    with pytest.raises(ValueError, match="zzz.png.*shape"):
+        list(s.batches([torch.arange(len(y))]))
+
+
+def test_to_keeps_the_files_and_moves_the_labels(tmp_path):
+    root = write_folder(tmp_path / "imgs")
+    paths, y, _ = list_folder(root)
+    s = StreamedImages(paths, y, mean=torch.zeros(3), std=torch.ones(3), workers=0)
+    t = s.to("cpu")
+    assert t is not s and t.paths == s.paths and t.y.device.type == "cpu" and len(t) == len(s) == 18
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        list_folder(tmp_path)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        list_folder(tmp_path)
+    with pytest.raises(ValueError, match="2 image paths but 1 labels"):
+        StreamedImages(["a.png", "b.png"], torch.zeros(1, dtype=torch.int64), mean=torch.zeros(1), std=torch.ones(1))
+
+
+def test_stream_benchmark_measures_both_methods(tmp_path):
+    from soseleto.bench_stream import make_folder, measure
+
+    root = make_folder(tmp_path / "gen", 60)
+    assert len(list(root.rglob("*.png"))) == 60 and (root / ".complete-60").exists()
+    for method in ("plain", "soseleto"):
+        row = measure(root, n=40, method=method, steps=2, batch=8, workers=0)
+        assert row["files"] == 40 and row["method"] == method
+        assert row["images_per_s"] > 0 and row["peak_main_mb"] > 0
