@@ -30,9 +30,15 @@ include: "workflow/rules/noisy.smk"
 include: "workflow/rules/peers.smk"
 
 
+# Before the first job: the jobs to run, their SGD steps and projected hours (soseleto plan).
+onstart:
+    PLAN.show_pending(CFG, workflow.dag, cores=all_cores(workflow))
+
+
 rule all:
     input:
         rules.step_cost.output,
+        rules.cost_plan.output,
         rules.synthetic_all.input,
         rules.transfer_all.input,
         rules.noisy_all.input,

@@ -61,4 +61,32 @@ def test_figure2_confusion_curves_and_histograms_draw_a_panel_each():
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2 and fig.axes[0].get_title() == "noise 0.3"
     alpha = pd.DataFrame({"noise": [0.3] * 6 + [0.5] * 6, "alpha": np.linspace(0, 1.1, 12), "noisy": [True, False] * 6})
     fig = figures.alpha_histograms(alpha, panel="noise", panel_label="noise", group="noisy", title="t")
-    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0].startswith("clean")
+    assert len(fig.axes) == 2 and next(t.get_text() for t in fig.axes[0].get_legend().get_texts()).startswith("clean")
+
+
+def test_generated_data_is_marked_from_the_inputs_provenance(tmp_path):
+    import json
+
+    from soseleto.report.marks import GENERATED, generated_mark
+
+    def run(name, source, dataset):
+        path = tmp_path / name
+        path.write_text("alpha\n1.0\n")
+        prov = {"config": {"split": {"dataset": dataset}, "data": {"source": source}}}
+        (tmp_path / f"{name}.provenance.json").write_text(json.dumps(prov))
+        return path
+
+    assert generated_mark([run("a.csv", "generated", "cifar10")]) == GENERATED
+    assert generated_mark([run("b.csv", "torchvision", "cifar10")]) == ""
+    assert generated_mark([run("c.csv", "generated", "digits.npz")]) == ""  # a file is never replaced
+    curves = pd.DataFrame({"noise": [0.3] * 2, "fraction_kept": [0.5, 1.0], "effective_noise": [0.1, 0.3]})
+    ax = figures.figure2(curves, data="cifar10" + GENERATED).axes[0]
+    assert GENERATED in ax.get_title() and "half of the source kept" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_figure3_legend_and_figure4_height_follow_the_data():
+    per_class = pd.DataFrame({"label": range(10), "percent_good": np.linspace(0, 100, 10), "seed": 0})
+    ax = figures.figure3(per_class, threshold=0.8, target_classes=(5, 6, 7, 8, 9)).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["not a target class", "also a target class"]
+    imgs = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    assert figures.figure4(imgs, imgs[:7], threshold=0.8, bad_quantile=0.1).get_figheight() < 3  # two rows of images

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None and sys.module
 def _snakemake(tmp_path, *args):
     return subprocess.run(
         [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, check=False, timeout=300,
     )
 
 
@@ -100,11 +100,11 @@ def test_the_dag_is_built_without_torch(tmp_path):
         "            raise ImportError(f'{name} must not be imported to build the DAG')\n"
         "sys.meta_path.insert(0, _NoTorch())\n")
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True, check=False)
     assert probe.returncode != 0 and "must not be imported" in probe.stderr  # the blocker works
     for extra in ((), ("--configfile", str(REPO / "config/smoke.yaml")), ("--configfile", str(REPO / "config/smoke.yaml"))):
         out = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
-                              "--cores", "1", *extra], capture_output=True, text=True, timeout=300, env=env)
+                              "--cores", "1", *extra], capture_output=True, text=True, check=False, timeout=300, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
 
 
@@ -122,9 +122,10 @@ def test_every_rule_has_a_job_function():
 
     rules = set()
     for path in [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")]:
-        rules |= set(re.findall(r"^(?:rule|use rule \w+ as) (\w+)", path.read_text(), flags=re.M))
+        rules |= set(re.findall(r"^(?:rule|use rule \w+ as) (\w+)", path.read_text(), flags=re.MULTILINE))
     aggregates = {r for r in rules if r == "all" or r.endswith("_all")}
-    assert rules - aggregates == set(JOBS)
+    # cost_plan runs in Snakemake's own process (torch-free, from the typed config): no job script
+    assert rules - aggregates - {"cost_plan"} == set(JOBS)
 
 
 def test_schema_file_is_generated_from_the_dataclasses():
@@ -138,7 +139,7 @@ def test_snakefmt_is_clean():
     if shutil.which("snakefmt") is None:
         pytest.skip("snakefmt not installed")
     out = subprocess.run(["snakefmt", "--check", str(REPO / "Snakefile"), str(REPO / "workflow")],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -6,11 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window (CI and cluster nodes have no screen)
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from soseleto.metrics import threshold_curve  # noqa: E402
+from soseleto.metrics import threshold_curve
 
 GOOD, BAD = "#2ca02c", "#d62728"
 
@@ -29,7 +29,7 @@ def figure1(
     all_points
         ``alpha.csv`` of every seed stacked, with a ``seed`` column (panel (e) averages over seeds).
     """
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4.4))
+    fig, axes = plt.subplots(1, 5, figsize=(22, 5.6))
     ax_a, ax_b, ax_c, ax_d, ax_e = axes
     noisy = points["noisy"].to_numpy(dtype=bool)
     kept = points["alpha"].to_numpy() >= threshold
@@ -48,14 +48,15 @@ def figure1(
     for ax in (ax_a, ax_b, ax_c):
         ax.axvline(0, color="k", lw=0.8)
         ax.set_xlim(-1.05, 1.05), ax.set_ylim(-1.05, 1.05), ax.set_aspect("equal")
-    ax_a.legend(loc="lower left", fontsize=7)
+    # legends below the panels, in the axes' type size: inside they hid points or were too small to read
+    ax_a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=10)
 
     for group, color in (("clean", "tab:blue"), ("noisy", "tab:orange")):
         h = histories[histories.group == group].groupby("epoch")
         mean, half = h.mean_alpha.mean(), h.ci95.mean()
         ax_d.plot(mean.index, mean.to_numpy(), color=color, label=group)
         ax_d.fill_between(mean.index, (mean - half).to_numpy(), (mean + half).to_numpy(), color=color, alpha=0.3)
-    ax_d.set_xlabel("epoch"), ax_d.set_ylabel("mean $\\alpha$"), ax_d.legend()
+    ax_d.set_xlabel("epoch"), ax_d.set_ylabel("mean $\\alpha$"), ax_d.legend(fontsize=10)
     ax_d.set_title(f"(d) mean $\\alpha$ (95% CI), {histories.seed.nunique()} seeds")
 
     thresholds = np.linspace(0.0, 1.0, 51)[1:]
@@ -65,15 +66,16 @@ def figure1(
     ax_e.plot(curves.index, curves.correct, label="accuracy (points accounted correctly)")
     ax_e.plot(curves.index, curves.recall, label="recall of noisy points")
     ax_e.plot(curves.index, curves.clean_kept, label="clean points kept", ls="--")
-    ax_e.axvline(threshold, color="k", lw=0.8, ls=":")
-    ax_e.set_xlabel("threshold on $\\alpha$"), ax_e.set_ylim(0, 1.02), ax_e.legend(fontsize=7, loc="lower right")
+    ax_e.axvline(threshold, color="k", lw=0.8, ls=":", label=f"threshold of (b), (c): {threshold:g}")
+    ax_e.set_xlabel("threshold on $\\alpha$"), ax_e.set_ylim(0, 1.02)
+    ax_e.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax_e.set_title("(e) accuracy / recall vs threshold (mean over seeds)")
     fig.suptitle(f"SOSELETO on the synthetic noisy-label problem (panels a-c: seed {seed})")
     fig.tight_layout()
     return fig
 
 
-def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None) -> plt.Figure:
+def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None, *, title_suffix: str = "") -> plt.Figure:
     """Precision-recall curves of flagging corrupted labels, one panel per noise level.
 
     Parameters
@@ -113,28 +115,33 @@ def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None) -> 
         ax.set_xlabel("recall of corrupted labels"), ax.set_ylabel("precision")
         ax.set_title(f"noise {level}" if level != "" else "label-error detection")
         ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Flagging corrupted labels (dots: natural thresholds)")
+    fig.suptitle(f"Flagging corrupted labels (dots: natural thresholds){title_suffix}")
     fig.tight_layout()
     return fig
 
 
 # -- Appendix C: SVHN 0-9 -> MNIST 5-9 ------------------------------------------------------------
-def figure3(per_class: pd.DataFrame, *, threshold: float, title_suffix: str = "") -> plt.Figure:
+def figure3(per_class: pd.DataFrame, *, threshold: float, title_suffix: str = "",
+            target_classes: tuple[int, ...] = (5, 6, 7, 8, 9)) -> plt.Figure:
     """Figure 3: percentage of source instances with ``alpha > threshold`` per SVHN class.
 
     ``per_class`` has columns label, percent_good and seed (one row per class and seed); bars are
-    the mean over seeds, error bars the standard deviation when there are several. Classes 0-4 are
-    blue, 5-9 orange, as in the paper.
+    the mean over seeds, error bars the standard deviation when there are several. Source classes
+    that are not ``target_classes`` are blue, those that are orange (0-4 and 5-9 in the paper).
     """
+    from matplotlib.patches import Patch
+
     g = per_class.groupby("label").percent_good
     mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
-    colors = ["tab:blue" if c <= 4 else "tab:orange" for c in mean.index]
+    colors = ["tab:orange" if c in target_classes else "tab:blue" for c in mean.index]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ax.bar(mean.index.to_numpy(), mean.to_numpy(), yerr=std.to_numpy() if per_class.seed.nunique() > 1 else None,
            color=colors, capsize=3)
     ax.set_xticks(mean.index.to_numpy())
     ax.set_xlabel("SVHN class"), ax.set_ylabel(f"% of instances with $\\alpha$ > {threshold:g}")
     ax.set_ylim(0, 100)
+    ax.legend(handles=[Patch(color="tab:blue", label="not a target class"),
+                       Patch(color="tab:orange", label="also a target class")], fontsize=9, loc="upper right")
     ax.set_title(f"Figure 3: good instances per class ({per_class.seed.nunique()} seed(s)){title_suffix}", fontsize=9)
     fig.tight_layout()
     return fig
@@ -155,8 +162,12 @@ def image_grid(ax, images, *, ncols: int = 8) -> None:
 
 def figure4(good, bad, *, threshold: float, bad_quantile: float, title_suffix: str = "") -> plt.Figure:
     """Figure 4: random "good" (left) and "bad" (right) SVHN instances of class 0, uint8 ``(N, C, H, W)``."""
-    fig, (ax_g, ax_b) = plt.subplots(1, 2, figsize=(10, 5.4))
+    rows = max(1, int(np.ceil(max(len(good), len(bad)) / 8)))
+    # height from the rows of images (8 to a row, each panel 5 in wide), so no empty band above them
+    fig, (ax_g, ax_b) = plt.subplots(1, 2, figsize=(10, 0.65 * rows + 1.0))
     image_grid(ax_g, good), image_grid(ax_b, bad)
+    for ax in (ax_g, ax_b):
+        ax.set_anchor("N")
     ax_g.set_title(f"good: random class-0 instances with $\\alpha$ > {threshold:g} ({len(good)} shown)", fontsize=9)
     ax_b.set_title(f"bad: random among the lowest {100 * bad_quantile:g}% of class 0 by $\\alpha$ ({len(bad)} shown)", fontsize=9)
     fig.suptitle(f"Figure 4: SVHN instances labelled 0{title_suffix}", fontsize=10)
@@ -187,9 +198,11 @@ def confusion_heatmaps(matrices: dict[str, np.ndarray]) -> plt.Figure:
     whose row ``i`` is the distribution of the noisy label given true label ``i``."""
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(6.2 * len(matrices), 5.4), squeeze=False)
+    k = max(len(m) for m in matrices.values())
+    side = max(5.4, 0.55 * k)  # inches per panel: room for 2-decimal cells of a readable size
+    fig, axes = plt.subplots(1, len(matrices), figsize=((side + 0.8) * len(matrices), side), squeeze=False)
     for ax, (tag, m) in zip(axes[0], matrices.items()):
-        sns.heatmap(m, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"size": 6},
+        sns.heatmap(m, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=k <= 20, fmt=".2f", annot_kws={"size": 9},
                     square=True, cbar=ax is axes[0, -1])
         ax.set_xlabel("noisy label"), ax.set_ylabel("true label")
         ax.set_title(f"noise {tag}: P(noisy label | true label)")
@@ -197,21 +210,22 @@ def confusion_heatmaps(matrices: dict[str, np.ndarray]) -> plt.Figure:
     return fig
 
 
-def figure2(curves: pd.DataFrame) -> plt.Figure:
+def figure2(curves: pd.DataFrame, *, data: str = "CIFAR-10") -> plt.Figure:
     """Figure 2: effective noise level vs fraction of the source kept when thresholding alpha.
 
-    ``curves`` has columns noise, fraction_kept, effective_noise (one curve per noise level).
+    ``curves`` has columns noise, fraction_kept, effective_noise (one curve per noise level);
+    ``data`` names the data set in the title.
     """
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for noise, c in curves.groupby("noise"):
         tag = f"{noise:g}"
         ax.plot(c.fraction_kept, c.effective_noise, color=NOISE_COLORS.get(tag), label=f"{100 * noise:g}% noise")
-    ax.axvline(0.5, color="k", lw=0.6, ls=":")
+    ax.axvline(0.5, color="k", lw=0.6, ls=":", label="half of the source kept")
     ax.set_xlabel("fraction of source kept ($\\alpha$ > threshold)")
     ax.set_ylabel("effective noise level (wrong labels among kept)")
     ax.set_xlim(0, 1), ax.set_ylim(0, None)
     ax.legend()
-    ax.set_title("Noisy CIFAR-10: samples kept by SOSELETO's $\\alpha$")
+    ax.set_title(f"Noisy labels, {data}: samples kept by SOSELETO's $\\alpha$")
     fig.tight_layout()
     return fig
 

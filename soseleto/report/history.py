@@ -46,6 +46,7 @@ def write_curves(metrics_jsons: list[str], *, panel: str, panel_label: str, titl
                  outputs: list[str]) -> pd.DataFrame:
     """``out_csv`` (the :func:`history_frame`) and the accuracy-vs-epoch figure (``outputs``)."""
     from soseleto.report.figures import accuracy_curves
+    from soseleto.report.marks import generated_mark
 
     curves = history_frame(metrics_jsons, panel=panel)
     prov = provenance(inputs=[str(p) for p in metrics_jsons])
@@ -53,7 +54,7 @@ def write_curves(metrics_jsons: list[str], *, panel: str, panel_label: str, titl
     peak = curves.groupby([panel, "method", "epoch"]).test_accuracy.mean().groupby([panel, "method"])
     summary = pd.DataFrame({"peak": peak.max(), "at_epoch": peak.idxmax().map(lambda k: k[-1]), "last": peak.last()})
     log.info("mean test accuracy per method: peak, its epoch, last epoch\n%s", summary.round(4).to_string())
-    fig = accuracy_curves(curves, panel=panel, panel_label=panel_label, title=title)
+    fig = accuracy_curves(curves, panel=panel, panel_label=panel_label, title=title + generated_mark(metrics_jsons))
     for out in outputs:
         save_figure(fig, out, prov=prov)
     return curves

@@ -11,7 +11,8 @@ Natural thresholds (:data:`NATURAL_THRESHOLDS`), fixed a priori rather than tune
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -81,6 +82,7 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
     n_flagged, n_noisy, threshold), ``label_errors.md`` (mean ± std over seeds) and the
     precision-recall figure (``figures``: PNG/PDF paths) from the :func:`detection_runs` files."""
     from soseleto.report.figures import label_error_pr
+    from soseleto.report.marks import generated_mark
 
     rows, curves = [], []
     for run in runs:
@@ -99,7 +101,8 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
         "of the ranking by score. Mean ± sample std over seeds; n/a = undefined (nothing flagged).\n")
     write_markdown(md, out_md, prov=prov)
     log.info("label errors:\n%s", md)
-    fig = label_error_pr(pd.concat(curves, ignore_index=True), table)
+    fig = label_error_pr(pd.concat(curves, ignore_index=True), table,
+                         title_suffix=generated_mark([r["path"] for r in runs]))
     for out in figures:
         save_figure(fig, out, prov=prov)
     return table

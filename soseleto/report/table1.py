@@ -127,8 +127,8 @@ def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper") -> str:
     where = _test_set(data)
     lines += [
         "",
-        f"Test accuracy (%) on {where}, mean ± sample std over {seeds} seed(s); every method on "
-        "the same noisy source, clean target, seeds and network. The paper's numbers are in table1.md.",
+        (f"Test accuracy (%) on {where}, mean ± sample std over {seeds} seed(s); every method on "
+         "the same noisy source, clean target, seeds and network. The paper's numbers are in table1.md."),
     ]
     return "\n".join(lines) + "\n"
 
@@ -223,10 +223,22 @@ def write_figure2(alpha_csvs: list[str], noises: list[float], *, out_csv: str, o
     half = curves[np.isclose(curves.fraction_kept, 0.5)]
     for row in half.itertuples():
         log.info("noise %g: effective noise %.3f when keeping the top half by alpha", row.noise, row.effective_noise)
-    fig = figure2(curves)
+    fig = figure2(curves, data=data_label(alpha_csvs))
     for out in outputs:
         save_figure(fig, out, prov=prov)
     return curves
+
+
+def data_label(paths: list[str]) -> str:
+    """The data set of the runs that wrote ``paths``, from their provenance, for a figure title:
+    ``CIFAR-10``, a data set tag, or either with :data:`~soseleto.report.marks.GENERATED`."""
+    from soseleto.report.marks import generated_mark, provenance_of
+
+    records = [{"provenance": p} for p in map(provenance_of, paths) if p and "split" in (p.get("config") or {})]
+    if not records:
+        return "data unknown (no provenance)"
+    name = data_name(records)
+    return {"paper": "CIFAR-10"}.get(name, name.removeprefix("generated ")) + generated_mark(paths)
 
 
 def _test_set(data: str) -> str:
@@ -269,10 +281,12 @@ def write_alpha_histograms(alpha_csvs: list[str], noises: list[float], *, data: 
     """Histograms of SOSELETO's alpha for the clean and the mislabeled source samples, one panel
     per noise level (``alpha_csvs[i]`` belongs to ``noises[i]``), pooled over seeds."""
     from soseleto.report.figures import alpha_histograms
+    from soseleto.report.marks import generated_mark
 
     alpha = pd.concat([pd.read_csv(p).assign(noise=float(n)) for p, n in zip(alpha_csvs, noises)], ignore_index=True)
     fig = alpha_histograms(alpha, panel="noise", panel_label="noise", group="noisy",
-                           title=f"SOSELETO's alpha at the end of training ({data}): clean vs mislabeled source samples")
+                           title=f"SOSELETO's alpha at the end of training ({data}): clean vs mislabeled source "
+                                 f"samples{generated_mark(alpha_csvs)}")
     prov = provenance(inputs=[str(p) for p in alpha_csvs], noises=list(noises))
     for out in outputs:
         save_figure(fig, out, prov=prov)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import torch
 from soseleto.config import TRANSFER_METHODS
 from soseleto.core.rng import generator
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
+from soseleto.report.marks import GENERATED
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +222,10 @@ def write_appendix_c(metrics_jsons: Sequence[str], alpha_csvs: Sequence[str], se
     alphas = [pd.read_csv(p) for p in alpha_csvs]
     per_seed = pd.concat([good_percent_by_class(a, threshold).assign(seed=s) for a, s in zip(alphas, seeds)], ignore_index=True)
     write_csv(per_seed, outputs["figure3_data"], prov=prov)
-    title = "" if data == "paper" else f" [{data} data]"
-    _save(plots.figure3(per_seed, threshold=threshold, title_suffix=title), outputs["figure3"], prov)
+    title = {"paper": "", "generated": GENERATED}.get(data, f" [{data}]")
+    target = tuple(records[0]["provenance"]["config"]["task"]["target"]["classes"])
+    _save(plots.figure3(per_seed, threshold=threshold, title_suffix=title, target_classes=target), outputs["figure3"],
+          prov)
 
     x, _ = load_labelled(records[0]["provenance"]["config"]["task"]["source"]["dataset"], "train", DataConfig(**data_cfg))
     first = alphas[0]

@@ -1,4 +1,5 @@
-# Cost of one SOSELETO step against one plain step (time and peak memory), per model.
+# Cost of one SOSELETO step against one plain step (time and peak memory), per model; and the cost
+# plan of the whole run (jobs, steps and hours per rule) priced with it.
 
 
 rule step_cost:
@@ -6,7 +7,7 @@ rule step_cost:
         csv=report(
             "results/benchmarks/step_cost.csv",
             caption="../report/step_cost.rst",
-            category="Beyond the paper",
+            category="Beyond the paper, cost",
             labels={"result": "step cost", "kind": "table"},
         ),
     log:
@@ -24,3 +25,25 @@ rule step_cost:
         device=DEVICE,
     script:
         JOB
+
+
+rule cost_plan:
+    input:
+        bench=rules.step_cost.output.csv,
+    output:
+        csv=report(
+            "results/benchmarks/cost_plan.csv",
+            caption="../report/cost_plan.rst",
+            category="Beyond the paper, cost",
+            labels={"result": "cost plan", "kind": "table"},
+        ),
+        md="results/benchmarks/cost_plan.md",
+    log:
+        "logs/benchmarks/cost_plan.log",
+    localrule: True
+    params:
+        config=job_config("device", "data", "synthetic", "transfer", "noisy", "bench"),
+    run:
+        PLAN.write_workflow_plan(
+            CFG, input.bench, output, params.config, all_cores(workflow)
+        )

@@ -4,6 +4,7 @@ import functools
 
 from soseleto import config as C
 from soseleto import paths as P
+from soseleto.report import plan as PLAN
 from soseleto.jobs import all_cores
 
 ENV = "../envs/soseleto.yaml"

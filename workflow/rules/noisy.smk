@@ -13,7 +13,7 @@ NOISY_DIR = f"results/noisy/{NOISY_TAG}"
 NOISY_RUN = f"{NOISY_DIR}/noise{{noise}}/{{method}}/seed{{seed}}"
 NOISY_TABLES = f"results/tables/{NOISY_TAG}"
 NOISY_FIGURES = f"results/figures/{NOISY_TAG}"
-NOISY_CATEGORY = f"Section 4.2: noisy labels ({NOISY_TAG})"
+NOISY_CATEGORY = f"Section 4.2, noisy labels ({NOISY_TAG})"
 # what every training job reads besides its own method's settings
 NOISY_RUN_PARAMS = ("noisy.split", "noisy.model", "data")
 
@@ -83,7 +83,7 @@ rule noisy_baseline:
     threads: NOISY.threads
     resources:
         gpu=GPU,
-        runtime=720,
+        runtime=240,  # minutes; soseleto plan: <= 1 h per job on a CPU (4 threads), minutes on a GPU
         mem_mb=8000,
     params:
         method="noisy_baseline",

@@ -11,7 +11,7 @@ LABEL_ERROR_RUNS = P.detection_runs(
     run=NOISY_RUN,
     cleanlab=NOISY.cleanlab_folds > 0,
 )
-BEYOND = f"Beyond the paper: peer methods and label-error detection ({NOISY_TAG})"
+BEYOND = f"Beyond the paper, peer methods and label-error detection ({NOISY_TAG})"
 PEER_PARAMS = ("noisy.peer_trainer", "noisy.peers", *NOISY_RUN_PARAMS)
 
 
@@ -27,7 +27,7 @@ use rule noisy_baseline as noisy_peer with:
         peer="joint|glc|noise_layer",  # l2rw also writes its scores: rule noisy_l2rw
     resources:
         gpu=GPU,
-        runtime=1440,  # glc trains two networks
+        runtime=480,  # glc trains two networks (soseleto plan: <= 2 h on a CPU)
         mem_mb=8000,
     params:
         method=lambda wildcards: wildcards.peer,
@@ -59,7 +59,7 @@ use rule noisy_baseline as noisy_cleanlab with:
         f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.tsv"
     resources:
         gpu=GPU,
-        runtime=2880,  # cleanlab_folds networks, each (k - 1)/k of a noisy baseline
+        runtime=720,  # cleanlab_folds networks, each (k - 1)/k of a noisy baseline (plan: ~3 h on a CPU)
         mem_mb=8000,
     params:
         config=job_config("noisy.baseline", "noisy.cleanlab_folds", *NOISY_RUN_PARAMS),

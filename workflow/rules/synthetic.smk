@@ -33,7 +33,7 @@ rule synthetic_summary:
         csv=report(
             "results/synthetic/summary.csv",
             caption="../report/synthetic_summary.rst",
-            category="Section 4.1: synthetic noisy labels",
+            category="Section 4.1, synthetic noisy labels",
             labels={"result": "summary", "kind": "table"},
         ),
     log:
@@ -56,7 +56,7 @@ rule figure1:
         png=report(
             "results/figures/figure1.png",
             caption="../report/figure1.rst",
-            category="Section 4.1: synthetic noisy labels",
+            category="Section 4.1, synthetic noisy labels",
             labels={"result": "Figure 1", "kind": "figure"},
         ),
         pdf="results/figures/figure1.pdf",

@@ -14,8 +14,8 @@ AC_DIR = f"results/transfer/{TASK_AC}/appendix_c"
 TR_TABLES = f"results/tables/{TASK}"
 AC_FIGURES = f"results/figures/{TASK_AC}"
 TR_FIGURES = f"results/figures/{TASK}"
-TR_CATEGORY = f"Section 4.3: transfer ({TASK})"
-AC_CATEGORY = f"Appendix C: transfer ({TASK_AC})"
+TR_CATEGORY = f"Section 4.3, transfer ({TASK})"
+AC_CATEGORY = f"Appendix C, transfer ({TASK_AC})"
 # what every training job reads besides its own method's settings
 TASK_PARAMS = (
     "transfer.source",
@@ -87,7 +87,7 @@ rule transfer_pretrain:
     threads: 1
     resources:
         gpu=GPU,
-        runtime=240,
+        runtime=60,  # soseleto plan: <= 0.1 h per job on a CPU, minutes on a GPU
         mem_mb=8000,
     params:
         method="pretrain",

@@ -1,0 +1,93 @@
+"""The cost plan (:mod:`soseleto.report.plan`): its arithmetic on a tiny config, its job counts
+against Snakemake's DAG, and `soseleto plan` without torch."""
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from soseleto.report import plan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path, **override):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return plan.load_config([path], base=REPO / "config/config.yaml")[0]
+
+
+def test_steps_follow_set_sizes_batches_and_epochs(tmp_path):
+    cfg = _config(tmp_path, device="cpu", data={"source": "generated", "generated_train": 1000},
+                  noisy={"seeds": [0, 1], "noise_levels": [0.5], "methods": ["soseleto", "finetune"],
+                         "split": {"n_target": 100},
+                         "trainer": {"source_batch": 300, "target_batch": 20, "epochs": 3},
+                         "baseline": {"batch": 450, "epochs": 2}, "finetune": {"batch": 40, "epochs": 5},
+                         "cleanlab_folds": 0})
+    works = {w.rule: w for w in plan.noisy_work(cfg, results=tmp_path)}
+    # 1000 generated images, 100 clean target: 900 source
+    assert works["noisy_soseleto"].steps == [3 * math.ceil(900 / 300)] * 2
+    assert works["noisy_baseline"].steps == [2 * math.ceil(900 / 450)] * 2  # finetune needs it
+    assert works["noisy_finetune"].steps == [5 * math.ceil(100 / 40)] * 2
+    assert works["noisy_soseleto"].batch == 320 and works["noisy_soseleto"].model == "cifar_quick"
+
+
+def test_hours_are_steps_times_the_scaled_step_time(tmp_path):
+    bench = tmp_path / "step_cost.csv"
+    bench.write_text("model,device,threads,source_batch,target_batch,plain_ms,soseleto_ms\n"
+                     "lenet,cpu,2,32,10,10.0,21.0\n")
+    costs = plan.step_costs("cpu", bench)
+    assert costs["lenet"][:2] == (10.0, 21.0) and costs["lenet"][2].startswith("measured")
+    assert costs["cifar_quick"][2] == "assumed"
+    work = plan.Work("noisy", "r", [100, 200], "soseleto", "lenet", 84)  # twice the benchmark's 42 samples
+    (row,) = plan.plan_rows([work], costs, "cpu")
+    assert row["ms_per_step"] == 42.0 and row["hours"] == pytest.approx(300 * 42.0 / 3.6e6)
+    assert row["hours_per_job"] == pytest.approx(200 * 42.0 / 3.6e6) and row["steps_per_job"] == "100-200"
+    # on a GPU a smaller batch costs no less than the benchmark's step
+    small = plan.Work("noisy", "r", [10], "plain", "lenet", 8)
+    assert plan.step_ms(small, plan.step_costs("cuda"), "cuda")[0] == plan.ASSUMED_MS["cuda"]["lenet"][0]
+    assert plan.step_ms(small, costs, "cpu")[0] == pytest.approx(10.0 * 8 / 32)
+
+
+def test_wall_time_shares_the_cores_and_is_never_below_the_longest_job():
+    rows = [{"hours": 8.0, "hours_per_job": 1.0, "threads": 2, "model": "lenet"},
+            {"hours": 0.5, "hours_per_job": 0.5, "threads": 1, "model": "-"}]
+    assert plan.wall_hours(rows, "cpu", cores=4) == pytest.approx(8.0 / 2 + 0.5 / 4)
+    assert plan.wall_hours(rows, "cuda", cores=4, gpus=2) == pytest.approx(4.0)
+    assert plan.wall_hours(rows[:1], "cpu", cores=64) == 1.0
+
+
+def test_pending_keeps_only_the_jobs_left_to_run():
+    cfg, _ = plan.load_config([REPO / "config/smoke.yaml"], base=REPO / "config/config.yaml")
+    result = plan.plan(cfg, device="cpu", cores=2, pending={"noisy_soseleto": 1, "noisy_peer (glc)": 2})
+    assert [(r["rule"], r["jobs"]) for r in result["rows"]] == [("noisy_soseleto", 1), ("noisy_peer (glc)", 2)]
+    assert result["jobs"] == 3 and result["training_jobs"] == 3
+
+
+@pytest.mark.parametrize("configfile", [None, "config/smoke.yaml"])
+def test_job_counts_match_the_snakemake_dag(tmp_path, configfile):
+    extra = ["--configfile", str(REPO / configfile)] if configfile else []
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+                          "--cores", "1", *extra], capture_output=True, text=True, check=False, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1].split("\n\n")[0], flags=re.MULTILINE))
+    cfg, _ = plan.load_config([REPO / configfile] if configfile else [], base=REPO / "config/config.yaml")
+    counts: dict[str, int] = {}
+    for w in plan.workflow_work(cfg, results=tmp_path):
+        rule = w.rule.split(" (")[0]
+        counts[rule] = 1 if w.kind == "bench" else counts.get(rule, 0) + len(w.steps)
+    expected = {k: int(v) for k, v in stats.items() if k not in ("all", "total", "cost_plan")}
+    assert counts == expected
+
+
+def test_plan_command_prints_the_table_without_torch():
+    code = ("import sys\nfrom soseleto.cli import main\n"
+            "assert main(['plan', '--configfile', 'config/digits.yaml', '--device', 'cpu', '--cores', '2']) == 0\n"
+            "assert 'torch' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "| noisy | noisy_soseleto | 9 |" in out.stdout and "**Total:**" in out.stdout
