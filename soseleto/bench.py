@@ -7,7 +7,8 @@ on random data of each model's shapes, and writes their medians and ratio to a C
 
 Before timing, each model's alpha update is checked against the slow per-sample reference
 (:func:`soseleto.core.forward_mode.reference_alignment`) in float64 on the first ``CHECK_BATCH`` samples; a
-relative error above ``CHECK_TOL`` stops the benchmark.
+relative error above ``CHECK_TOL`` stops the benchmark. SIGTERM or SIGINT stops it at the next
+repetition or phase, with exit status 143 / 130 and no file written.
 
 Peak memory (MiB) is, for each step type, the bytes of the tensors it holds between steps
 (parameters, their gradients, optimiser state, alpha, its batches) plus the largest rise of live
@@ -41,6 +42,7 @@ from soseleto.core.forward_mode import reference_alignment
 from soseleto.core.models import build
 from soseleto.core.rng import generator
 from soseleto.core.soseleto import Soseleto
+from soseleto.core.stop import StopRequest, stop_requests
 from soseleto.io import provenance, write_csv
 
 log = logging.getLogger(__name__)
@@ -134,13 +136,16 @@ def _alpha_check(s: Setting, device: torch.device) -> float:
     return float((change - expected).abs().max() / expected.abs().max())
 
 
-def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int) -> tuple[float, float, str]:
-    """Median milliseconds of a plain and a SOSELETO step, interleaved; and the alignment method."""
+def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int,
+               stop: StopRequest | None = None) -> tuple[float, float, str]:
+    """Median milliseconds of a plain and a SOSELETO step, interleaved; and the alignment method.
+    ``stop``: checked between repetitions (:func:`check_stop`)."""
     case = _Case(s, device)
     tr = case.trainer()
     steps = {"plain": case.plain_step, "soseleto": lambda: tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for rep in range(warmup + reps):
+        check_stop(stop, f"while timing {s.model} (repetition {rep + 1} of {warmup + reps})")
         for name, fn in steps.items():
             _sync(device)
             t0 = time.perf_counter()
@@ -219,8 +224,19 @@ def _with_state(params, optimizer) -> list[torch.Tensor]:
     return out
 
 
-def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None) -> pd.DataFrame:
-    """Check, time and measure each model in ``models``; one row per model (columns: see :func:`main`)."""
+def check_stop(stop: StopRequest | None, where: str) -> None:
+    """Raise :class:`soseleto.core.stop.Stopped` (exit status 143 / 130) when ``stop`` holds a
+    signal: a benchmark cut short has nothing worth keeping, so nothing is written."""
+    if stop:
+        message = f"bench: stopped by {stop.name} {where}; nothing was written"
+        log.warning(message)
+        raise stop.stopped(message)
+
+
+def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None,
+        stop: StopRequest | None = None) -> pd.DataFrame:
+    """Check, time and measure each model in ``models``; one row per model (columns: see :func:`main`).
+    ``stop``: checked between the phases of each model and between timed repetitions."""
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -229,10 +245,12 @@ def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int 
         if name not in SETTINGS:
             raise ValueError(f"model={name!r} has no benchmark setting; choose from {sorted(SETTINGS)}")
         s = SETTINGS[name]
+        check_stop(stop, f"before the alpha check of {name}")
         err = alpha_check(s, dev)
         if not err <= CHECK_TOL:
             raise RuntimeError(f"{name}: alpha update differs from the reference (max rel. error {err:.2e})")
-        plain_ms, sos_ms, method = time_steps(s, dev, reps=reps, warmup=warmup)
+        plain_ms, sos_ms, method = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
+        check_stop(stop, f"before the memory measurement of {name}")
         plain_mb = peak_memory_mb(s, dev, "plain")
         sos_mb = peak_memory_mb(s, dev, "soseleto")
         rows.append({
@@ -253,7 +271,9 @@ def run_args(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logs.setup()
     reps, warmup = (3, 1) if args.quick else (args.reps, 2)
-    df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads)
+    with stop_requests() as stop:  # SIGTERM / Ctrl-C: stop between repetitions, exit 143 / 130
+        df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads, stop=stop)
+        check_stop(stop, "after the last measurement")
     write_csv(df, args.out, prov=provenance({k: v for k, v in vars(args).items() if k != "func"}, lr_p=LR_P, momentum=MOMENTUM, check_batch=CHECK_BATCH))
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0

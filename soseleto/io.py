@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import math
 import os
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,17 +28,53 @@ from soseleto import __version__
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
+    replaces, or ``0o666`` less the umask for a new one (a temporary file is private, ``0o600``).
+    On failure the temporary file is removed and a previous ``path`` is left as it was; an
+    ``OSError`` (a full disk: ``ENOSPC``) is raised again naming ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, _open_mode(path))
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename not in (None, tmp):  # about another file (an input, say): its own message names it
+            raise
+        raise OSError(err.errno, f"{err.strerror or err} (while writing {str(path)!r})", str(path)) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _open_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` leaves ``path`` with."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` can only
+    be read by setting it, which another thread could observe)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def git_commit() -> str | None:

@@ -1,4 +1,6 @@
 import math
+import os
+import signal
 
 import pandas as pd
 import pytest
@@ -6,6 +8,7 @@ import torch
 
 from soseleto import bench
 from soseleto.cli import main as cli_main
+from soseleto.core.stop import Stopped
 
 COLUMNS = [
     "model", "device", "source_batch", "target_batch", "plain_ms", "soseleto_ms", "ratio",
@@ -35,3 +38,25 @@ def test_alpha_check_passes_for_ghost_and_forward_paths(model):
 def test_unknown_model_is_an_error():
     with pytest.raises(ValueError, match="no benchmark setting"):
         bench.run(["vgg"], device="cpu", reps=1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_bench_between_repetitions_and_writes_nothing(tmp_path, monkeypatch, capfd, signum):
+    out = tmp_path / "step_cost.csv"
+    calls, step = [], bench._Case.plain_step
+
+    def signalled(case):  # the signal arrives inside the second timed plain step
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signum)
+        step(case)
+
+    monkeypatch.setattr(bench._Case, "plain_step", signalled)
+    before = signal.getsignal(signum)
+    with pytest.raises(Stopped) as err:
+        cli_main(["bench", "--models", "lenet", "--reps", "1000", "--device", "cpu", "--out", str(out)])
+    name = signal.Signals(signum).name
+    assert str(err.value) == f"bench: stopped by {name} while timing lenet (repetition 3 of 1002); nothing was written"
+    assert err.value.code == 128 + signum and len(calls) == 2  # no step after the signal's repetition
+    assert f"WARNING soseleto.bench: {err.value}" in capfd.readouterr().err  # the log line
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signum) is before

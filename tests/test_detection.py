@@ -1,13 +1,18 @@
 """Label-error detection by cleanlab on out-of-fold probabilities (:mod:`soseleto.experiments.detection`)."""
 
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from soseleto.config import DataConfig, NoisySplitConfig
+from soseleto.core.checkpoint import safe_load
 from soseleto.core.loop import Labeled
 from soseleto.core.models import build_classifier, build_features
+from soseleto.core.stop import Stopped
 from soseleto.data import images, sets
 from soseleto.data.noise import confusion_matrix, corrupt_labels
 from soseleto.experiments import noisy
@@ -101,6 +106,39 @@ def test_out_of_fold_probs_resume_per_fold(tmp_path):
         out_of_fold_probs(_make, source, CFG, folds=2, seed=1, checkpoint=ck, identity={"run": "y"})
 
 
+class _SigtermAt:
+    """Builds the folds' networks; sends SIGTERM from inside the forward pass of the ``at``-th
+    training batch of the second fold, as a time limit would."""
+
+    def __init__(self, at):
+        self.at, self.seen = at, 0
+
+    def __call__(self, model_seed):
+        features, head = _make(model_seed)
+        if model_seed % 1000 == 1:
+            features.register_forward_pre_hook(self.hook)
+        return features, head
+
+    def hook(self, module, inputs):
+        if module.training:
+            self.seen += 1
+            if self.seen == self.at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_fold_stopped_by_sigterm_resumes_to_the_same_probabilities(tmp_path):
+    source = _source()
+    full = out_of_fold_probs(_make, source, CFG, folds=2, seed=1)
+    ck = str(tmp_path / "scores.csv.resume")
+    with pytest.raises(Stopped, match=r"cleanlab fold 2/2: stopped by SIGTERM at epoch \d step \d; state saved to "
+                                      r".*scores\.csv\.resume\.fold1, rerun to resume") as err:
+        out_of_fold_probs(_SigtermAt(3), source, CFG, folds=2, seed=1, checkpoint=ck, identity={"run": "x"})
+    assert err.value.code == 143
+    assert safe_load(ck + ".fold1")["position"] is not None  # stopped inside an epoch
+    np.testing.assert_array_equal(out_of_fold_probs(_make, source, CFG, folds=2, seed=1, checkpoint=ck,
+                                                    identity={"run": "x"}), full)
+
+
 def test_cleanlab_job_on_generated_data(tmp_path):
     split_cfg = NoisySplitConfig(dataset="cifar10", n_target=50)
     split = {"split": str(tmp_path / "split.csv"), "confusion": str(tmp_path / "c.csv"), "info": str(tmp_path / "s.json")}
@@ -114,5 +152,6 @@ def test_cleanlab_job_on_generated_data(tmp_path):
     assert saved.score.between(0, 1).all() and saved.flagged.dtype == bool
     pd.testing.assert_frame_equal(saved, table)
     assert (tmp_path / "cleanlab" / "scores.csv.provenance.json").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scores.csv", "scores.csv.provenance.json"]  # no fold files
     m = run_metrics(saved, "cleanlab")
     assert m["n_noisy"] == saved.noisy.sum() and 0 <= m["auroc"] <= 1

@@ -1,9 +1,17 @@
+import contextlib
+import errno
 import json
+import os
+import re
+import stat
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
-from soseleto.io import atomic_path, provenance, write_csv, write_json
+from soseleto.core.checkpoint import save_checkpoint
+from soseleto.io import atomic_path, provenance, write_csv, write_json, write_markdown
 
 
 def test_failed_write_leaves_no_file(tmp_path):
@@ -76,10 +84,75 @@ def test_json_serialises_paths_and_dataclasses(tmp_path):
 
 
 def test_markdown_with_provenance_sidecar(tmp_path):
-    from soseleto.io import write_markdown
-
     write_markdown("| a |\n|---|\n| 1 |\n", tmp_path / "t.md", prov=provenance({"k": 1}))
     assert (tmp_path / "t.md").read_text() == "| a |\n|---|\n| 1 |\n"
     assert json.loads((tmp_path / "t.md.provenance.json").read_text())["config"] == {"k": 1}
     write_markdown("x\n", tmp_path / "u.md")
     assert not (tmp_path / "u.md.provenance.json").exists()
+
+
+@contextlib.contextmanager
+def _umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+WRITERS = {
+    "csv": lambda path: write_csv(pd.DataFrame({"x": [1, 2]}), path),
+    "json": lambda path: write_json({"a": 1}, path),
+    "markdown": lambda path: write_markdown("| a |\n", path),
+    "checkpoint": lambda path: save_checkpoint({"w": torch.zeros(3)}, path, config={}),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_new_files_get_the_permissions_open_would_give(tmp_path, writer, mask):
+    with _umask(mask):
+        WRITERS[writer](tmp_path / "out")
+        with open(tmp_path / "plain", "w"):
+            pass
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+def test_a_rewritten_file_keeps_its_permissions(tmp_path):
+    target = tmp_path / "m.json"
+    write_json({"a": 1}, target)
+    target.chmod(0o640)
+    with _umask(0o002):
+        write_json({"a": 2}, target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640 and json.loads(target.read_text()) == {"a": 2}
+
+
+def _fills_the_disk(path_of, part: bytes):
+    """A writer that writes ``part`` of its file to the path ``path_of(args)`` and then finds the disk full."""
+    def write(*args, **kwargs):
+        with open(path_of(args), "wb") as f:
+            f.write(part)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return write
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_full_disk_leaves_no_partial_file_and_the_previous_one_untouched(tmp_path, monkeypatch, writer):
+    """The disk fills in the middle of a write: the error names the file, the temporary file is
+    gone and the file from before is intact."""
+    target = tmp_path / "out"
+    target.write_text("previous")
+    monkeypatch.setattr(Path, "write_text", _fills_the_disk(lambda args: args[0], b'{"a'))
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _fills_the_disk(lambda args: args[1], b"x\n1"))
+    monkeypatch.setattr(torch, "save", _fills_the_disk(lambda args: args[1], b"PK"))
+    with pytest.raises(OSError, match=f"No space left on device \\(while writing '{re.escape(str(target))}'\\)") as err:
+        WRITERS[writer](target)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and target.read_text() == "previous"
+
+
+def test_errors_about_other_files_keep_their_own_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.csv") as err, atomic_path(tmp_path / "out.csv"):
+        pd.read_csv(tmp_path / "missing.csv")
+    assert "while writing" not in str(err.value) and list(tmp_path.iterdir()) == []

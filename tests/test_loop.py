@@ -1,20 +1,25 @@
 """The one epoch loop (:func:`soseleto.core.loop.train`): batches, resume, identity, monitors,
-the finite check, history and progress lines."""
+the finite check, history, progress lines, and stopping on SIGTERM / SIGINT."""
 
 import logging
 import math
+import os
+import signal
+import time
 
 import pytest
 import torch
 
 from soseleto.config import Schedule
+from soseleto.core.checkpoint import safe_load
 from soseleto.core.loop import EpochStats, Labeled, check_finite, cycle_batches, train
 from soseleto.core.models import build_classifier, build_features
 from soseleto.core.rng import generator, seeded
 from soseleto.core.soseleto import Soseleto
+from soseleto.core.stop import Stopped
 from soseleto.methods.plain import PlainSGD
 
-from builders import blobs, soseleto_config
+from builders import blobs, plain_config, soseleto_config
 
 
 class _Killed(Exception):
@@ -241,6 +246,173 @@ def test_identity_is_required_with_a_checkpoint(tmp_path):
     assert not (tmp_path / "run.ckpt").exists()
 
 
+# -- stopping on SIGTERM / SIGINT -------------------------------------------------------------------
+class SignalAt:
+    """A method that sends ``signals`` to this process from inside its ``at``-th step (from 1),
+    as SLURM's time limit or a Ctrl-C would, at any moment of a step."""
+
+    def __init__(self, method, at, *signals):
+        self.method, self.at, self.signals, self.count = method, at, signals, 0
+
+    def step(self, *batch):
+        self.count += 1
+        if self.count == self.at:
+            for signum in self.signals:
+                os.kill(os.getpid(), signum)
+        return self.method.step(*batch)
+
+    def __getattr__(self, name):  # state_dict, load_state_dict and, when the method has it, summary
+        return getattr(self.method, name)
+
+
+def _plain():
+    with seeded(0):
+        f, d = build_features("mlp", (4,), hidden=8)
+        h = build_classifier(d, 3)
+    return PlainSGD(f, h, plain_config(lr_p=0.1, momentum=0.9))
+
+
+def _plain_state(m):
+    return [*m.features.parameters(), *m.head.parameters()]
+
+
+KINDS = {"soseleto": (lambda: _soseleto(target_grad_decay=0.9), _state, True), "plain": (_plain, _plain_state, False)}
+SIGNAL_SCHEDULE = Schedule(epochs=3, source_batch=4, target_batch=3)  # 20 source samples: 5 steps per epoch
+
+
+@pytest.mark.parametrize("kind", ["soseleto", "plain"])
+@pytest.mark.parametrize("at,signum,where", [
+    (8, signal.SIGTERM, "at epoch 2 step 3"),  # inside epoch 2: the position within it is saved
+    (5, signal.SIGINT, "at epoch 2 step 0"),  # inside the last step of epoch 1: stops after its checkpoint
+    (15, signal.SIGTERM, "after its last epoch (3)"),  # inside the very last step: the run is done, but stops
+])
+def test_a_signal_stops_at_the_next_step_and_the_rerun_is_bit_identical(tmp_path, kind, at, signum, where):
+    build, state, with_target = KINDS[kind]
+    source, target = blobs(20, seed=1), blobs(6, seed=2) if with_target else None
+    full = build()
+    full_history = train(full, source, target, schedule=SIGNAL_SCHEDULE, seed=0)
+
+    ck, before = tmp_path / "run.ckpt", signal.getsignal(signum)
+    stopped = SignalAt(build(), at, signum)
+    with pytest.raises(Stopped) as err:
+        train(stopped, source, target, schedule=SIGNAL_SCHEDULE, seed=0, checkpoint=ck, identity=IDENTITY, name=kind)
+    assert str(err.value) == f"{kind}: stopped by {signal.Signals(signum).name} {where}; state saved to {ck}, rerun to resume"
+    assert err.value.code == 128 + signum and stopped.count == at  # no step after the signal's
+    assert signal.getsignal(signum) is before  # the handlers are restored
+
+    resumed = build()
+    history = train(resumed, source, target, schedule=SIGNAL_SCHEDULE, seed=0, checkpoint=ck, identity=IDENTITY)
+    assert _numbers(history) == _numbers(full_history)
+    for a, b in zip(state(resumed), state(full)):
+        assert torch.equal(a, b)
+    for a, b in zip(resumed.optimizer.state_dict()["state"].values(), full.optimizer.state_dict()["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    if kind == "soseleto":
+        assert resumed._steps == full._steps and all(torch.equal(a, b) for a, b in zip(resumed._g_avg, full._g_avg))
+
+
+def test_the_saved_position_holds_the_steps_done_and_their_loss_sums(tmp_path):
+    source, target = _data()
+    ck = tmp_path / "run.ckpt"
+    rec = Recorder()
+    with pytest.raises(Stopped):
+        train(SignalAt(rec, 7, signal.SIGTERM), source, target, schedule=SIGNAL_SCHEDULE, seed=0, checkpoint=ck,
+              identity=IDENTITY)
+    saved = safe_load(ck)
+    assert saved["epoch"] == 1 and len(saved["history"]) == 1 and int(saved["steps"]) == 7
+    assert saved["position"]["step"] == 2 and saved["position"]["seconds"] >= 0
+    epoch2 = rec.calls[5:7]
+    expected = torch.stack([torch.stack([source.x[i].mean(), xt.mean()]) for i, xt, _ in epoch2]).sum(0)
+    assert torch.allclose(saved["position"]["sums"], expected)
+    # the rerun skips the 2 done steps of epoch 2 and draws the batches the full run draws after them
+    again = Recorder()
+    train(again, source, target, schedule=SIGNAL_SCHEDULE, seed=0, checkpoint=ck, identity=IDENTITY)
+    full = Recorder()
+    train(full, source, target, schedule=SIGNAL_SCHEDULE, seed=0)
+    assert len(again.calls) == 15 - 7
+    for (i1, x1, _), (i2, x2, _) in zip(again.calls, full.calls[7:]):
+        assert torch.equal(i1, i2) and torch.equal(x1, x2)
+
+
+def test_without_a_checkpoint_a_signal_stops_the_run_and_saves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source, target = _data()
+    with pytest.raises(Stopped) as err:
+        train(SignalAt(Recorder(), 3, signal.SIGINT), source, target, schedule=SIGNAL_SCHEDULE, seed=0, name="demo")
+    assert str(err.value) == "demo: stopped by SIGINT at epoch 1 step 3; no checkpoint was given, so no state was saved"
+    assert err.value.code == 130 and isinstance(err.value, SystemExit) and list(tmp_path.iterdir()) == []
+
+
+def test_a_second_signal_gets_the_previous_behaviour(tmp_path):
+    """Ctrl-C twice: the first asks for a clean stop, the second interrupts at once (Python's
+    KeyboardInterrupt inside the step), and the last saved state stays as it was."""
+    source, target = _data()
+    ck = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train(SignalAt(Recorder(), 8, signal.SIGINT, signal.SIGINT), source, target, schedule=SIGNAL_SCHEDULE,
+              seed=0, checkpoint=ck, identity=IDENTITY)
+    assert safe_load(ck)["epoch"] == 1 and safe_load(ck)["position"] is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_outside_the_main_thread_signals_are_left_alone():
+    import threading
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(train(Recorder(), blobs(8, seed=0), None,
+                                                               schedule=Schedule(1, 4, None), seed=0)))
+    thread.start(), thread.join()
+    assert len(seen) == 1 and len(seen[0]) == 1
+
+
+def test_a_process_sent_sigterm_exits_143_and_its_rerun_ends_bit_identical(tmp_path):
+    """A real process: SIGTERM from outside during a step; exit status 143 and the log line;
+    the rerun of the same command finishes to the uninterrupted result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import os, sys, time, torch\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_loop import _soseleto, IDENTITY, SIGNAL_SCHEDULE\n"
+        "from builders import blobs\n"
+        "from soseleto.core.loop import train\n"
+        "class Waits:\n"
+        "    def __init__(self, m): self.m, self.n = m, 0\n"
+        "    def step(self, *b):\n"
+        "        self.n += 1\n"
+        "        if self.n == 8 and not os.path.exists(sys.argv[1] + '.ready'):\n"
+        "            open(sys.argv[1] + '.ready', 'w').close()\n"
+        "            while not os.path.exists(sys.argv[1] + '.sent'):  # the signal arrives during this step\n"
+        "                time.sleep(0.02)\n"
+        "        return self.m.step(*b)\n"
+        "    def __getattr__(self, k): return getattr(self.m, k)\n"
+        "tr = _soseleto(target_grad_decay=0.9)\n"
+        "train(Waits(tr), blobs(20, seed=1), blobs(6, seed=2), schedule=SIGNAL_SCHEDULE, seed=0,\n"
+        "      checkpoint=sys.argv[1], identity=IDENTITY, name='soseleto')\n"
+        "torch.save([tr.alpha, *tr.features.parameters()], sys.argv[1] + '.final')\n"
+    )
+    ck, tests_dir = str(tmp_path / "run.ckpt"), str(Path(__file__).parent)
+    proc = subprocess.Popen([sys.executable, "-c", code, ck, tests_dir], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(ck + ".ready") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    Path(ck + ".sent").touch()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert f"soseleto: stopped by SIGTERM at epoch 2 step 3; state saved to {ck}, rerun to resume" in err
+    assert not os.path.exists(ck + ".final")
+    rerun = subprocess.run([sys.executable, "-c", code, ck, tests_dir], capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    full = _soseleto(target_grad_decay=0.9)
+    train(full, blobs(20, seed=1), blobs(6, seed=2), schedule=SIGNAL_SCHEDULE, seed=0)
+    for a, b in zip(torch.load(ck + ".final"), [full.alpha, *full.features.parameters()]):
+        assert torch.equal(a, b)
+
+
 # -- monitors -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model,in_shape", [("mlp", (4,)), ("bn_convnet", (1, 6, 6))])
 def test_monitors_are_recorded_and_do_not_change_the_run(model, in_shape):
@@ -344,8 +516,6 @@ def test_plain_sgd_runs_through_the_loop_without_a_target():
     with seeded(0):
         f, d = build_features("mlp", (4,), hidden=8)
         h = build_classifier(d, 3)
-    from builders import plain_config
-
     history = train(PlainSGD(f, h, plain_config(lr_p=0.1)), blobs(20, seed=0), None,
                     schedule=Schedule(2, 5, None), seed=0)
     assert [h.loss_target for h in history] == [None, None] and all(math.isfinite(h.loss_source) for h in history)

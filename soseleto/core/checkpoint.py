@@ -1,9 +1,15 @@
-"""Checkpoints: atomic ``torch.save`` of a state dict that carries the config that produced it."""
+"""Checkpoints: atomic ``torch.save`` of a state dict that carries the config that produced it.
+
+A checkpoint holds tensors and plain Python values only (dicts, lists, tuples, str, int, float,
+bool, None): :func:`save_checkpoint` refuses anything else, and :func:`safe_load` reads files
+with ``torch.load(weights_only=True)``, so opening a checkpoint never runs code stored in it.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
-import shutil
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,61 @@ def identity(method: str, settings: Any, *, seed: int, **context: Any) -> dict[s
     return {"method": method, "seed": seed, **plain({"settings": settings, **context})}
 
 
+PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def check_plain(obj: Any, where: str = "state") -> None:
+    """Raise ``TypeError`` naming the key path of the first value of ``obj`` that is neither a
+    tensor nor plain data (dicts with str or int keys, lists, tuples, str, int, float, bool, None)."""
+    if isinstance(obj, (torch.Tensor, *PLAIN_TYPES)):
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"{where} has a key {key!r} of type {type(key).__name__}; a checkpoint "
+                                "holds str and int keys only")
+            check_plain(value, f"{where}[{key!r}]")
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            check_plain(value, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}; a checkpoint holds tensors "
+                    "and plain values only (dict, list, tuple, str, int, float, bool, None)")
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, config: Any) -> None:
-    """Write ``state`` plus ``config`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``state`` plus ``config`` to ``path`` atomically (temporary file, then rename); both
+    must be plain (:func:`check_plain`), so that :func:`safe_load` can read them back."""
+    full = {**state, "config": config}
+    check_plain(full, f"checkpoint {os.fspath(path)!r}")
     with atomic_path(path) as tmp:
-        torch.save({**state, "config": config}, tmp)
+        torch.save(full, tmp)
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` restricted to tensors and plain values (``weights_only=True``): no code in
+    the file runs. Raises ``ValueError`` naming the path when the file holds anything else
+    (a pickled function or object: not a plain checkpoint) or cannot be read (truncated, not a
+    checkpoint); ``FileNotFoundError`` when it does not exist."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{os.fspath(path)!r} is not a plain checkpoint (tensors and plain values only): it "
+                         f"stores {_refused(err)}; refusing to load it, since unpickling it could run code") from None
+    except Exception as err:  # truncated or foreign file: torch raises several types
+        raise ValueError(f"checkpoint {os.fspath(path)!r} could not be read: {err!r}") from err
+
+
+def _refused(err: pickle.UnpicklingError) -> str:
+    """What the restricted unpickler refused, from its message (e.g. 'GLOBAL posix.system')."""
+    for line in str(err).splitlines():
+        if "GLOBAL" in line:
+            start = line.index("GLOBAL")
+            return line[start:].split(" was not", 1)[0].split(" whose module", 1)[0].rstrip(".")
+    return "objects other than tensors and plain values"
 
 
 def load_checkpoint(path: str | os.PathLike, *, config: Any, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -33,12 +90,10 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any, map_location: str |
     another config, or when the file cannot be read.
     """
     path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # truncated or foreign file: torch raises several types
-        raise ValueError(f"checkpoint {str(path)!r} could not be read: {err}") from err
+    state = safe_load(path, map_location)
+    if not isinstance(state, dict):
+        # the file's content is wrong, not the type of an argument: a ValueError like the others
+        raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict")  # noqa: TRY004
     saved = state.get("config")
     if saved != config:
         diff = _diff(saved, config)
@@ -61,7 +116,19 @@ def resume_path(final: str | os.PathLike) -> str:
 
 
 def publish(resume: str | os.PathLike, final: str | os.PathLike) -> None:
-    """Copy the finished run's state to its declared output, atomically; the resume file stays,
-    so a failure after this point still resumes from the end."""
-    with atomic_path(final) as tmp:
-        shutil.copyfile(resume, tmp)
+    """Move the finished run's state onto its declared output and remove the resume files of its
+    parts (:func:`discard`). A rename, atomic and without a second copy on disk; call it once
+    every other output is written, since from here on a failure of the job trains it afresh."""
+    os.replace(resume, final)
+    discard(resume)
+
+
+def discard(resume: str | os.PathLike) -> None:
+    """Remove the resume file ``resume`` and those of the run's parts, ``<resume>.*`` (GLC's first
+    stage, cleanlab's folds), once the job's outputs are all written; absent files are fine."""
+    resume = os.fspath(resume)
+    for path in [resume, *glob.glob(glob.escape(resume) + ".*")]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -11,8 +11,9 @@ A method is any object with
 :func:`train` owns everything else: batches drawn with ``randperm`` from a generator seeded by
 ``seed`` and the epoch (so a resumed run draws the same batches as an uninterrupted one), cycling
 target batches, loss sums kept on the device and read once per epoch, the finite check, progress
-lines with an ETA, per-epoch monitors (e.g. test accuracy), the history, and checkpoints that
-resume exactly.
+lines with an ETA, per-epoch monitors (e.g. test accuracy), the history, checkpoints that
+resume exactly, and stopping at a step boundary on SIGTERM / SIGINT with the position inside the
+epoch saved, so that a job killed by a time limit resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from soseleto.config import Schedule
 from soseleto.core.checkpoint import load_checkpoint, save_checkpoint
 from soseleto.core.rng import generator
+from soseleto.core.stop import StopRequest, stop_requests
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ class Labeled:
 
     def to(self, device: torch.device | str) -> Labeled:
         return Labeled(self.x.to(device), self.y.to(device))
+
+    def batches(self, chunks: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The images ``x[idx]`` of each index batch in ``chunks``, in order: what the loop asks of a
+        source, which a set streamed from files (:class:`soseleto.data.stream.StreamedImages`) also answers."""
+        return (self.x[idx] for idx in chunks)
 
 
 @dataclass
@@ -114,7 +121,9 @@ def train(
     name: str = "train",
 ) -> list[EpochStats]:
     """Run ``method`` for ``schedule.epochs`` passes over ``source`` (with cycling ``target``
-    batches unless ``target`` is ``None``); return the history of every epoch.
+    batches unless ``target`` is ``None``); return the history of every epoch. ``source`` is a
+    :class:`Labeled` or a set streamed from files (:class:`soseleto.data.stream.StreamedImages`):
+    anything with ``len``, labels ``y``, ``to(device)`` and ``batches(index batches)``.
 
     ``checkpoint``: the resumable state is saved there atomically every ``schedule.checkpoint_every``
     epochs and at the end, and resumed from when it exists; it must have been written for the same
@@ -123,57 +132,145 @@ def train(
     ``monitors`` (e.g. test accuracy) are evaluated after the epochs that get a progress line --
     every ``schedule.log_every``-th, the first and the last -- and recorded under their names in
     those epochs' stats; ``on_epoch`` is called with each epoch's stats.
+
+    SIGTERM or SIGINT during the run stops it at the next step boundary: the state, with the
+    position inside the epoch, is saved to ``checkpoint`` (nothing is saved without one) and
+    :class:`soseleto.core.stop.Stopped` is raised (exit status 143 / 130 if uncaught). Re-run with
+    the same arguments, the run continues from that step and ends bit-identical to an
+    uninterrupted one.
     """
     if checkpoint is not None and identity is None:
         raise ValueError("a checkpoint needs the identity of the run it belongs to")
     device = torch.device(device)
     source = source.to(device)
     target = None if target is None else target.to(device)
-    history: list[EpochStats] = []
+    run = _Run(method, checkpoint, identity, name, schedule.epochs)
     if checkpoint is not None and os.path.exists(checkpoint):
-        state = load_checkpoint(checkpoint, config=identity, map_location=device)
-        method.load_state_dict(state)
-        history = [EpochStats.from_record(r) for r in state["history"]]
-        log.info("%s: resumed from %s at epoch %d", name, checkpoint, len(history))
-    epochs, started, resumed = schedule.epochs, time.perf_counter(), len(history)
-    while len(history) < epochs:
-        epoch_start = time.perf_counter()
-        sums, n_steps = _one_epoch(method, source, target, schedule, seed=seed, epoch=len(history), device=device)
-        stats = _stats(method, len(history) + 1, sums / n_steps, has_target=target is not None)
-        if _reported(stats.epoch, epochs, schedule.log_every):
-            for key, fn in (monitors or {}).items():
-                stats.values[key] = float(fn())
-        stats.seconds = time.perf_counter() - epoch_start
-        history.append(stats)
-        _log_progress(name, stats, epochs, schedule.log_every,
-                      per_epoch=(time.perf_counter() - started) / (len(history) - resumed))
-        if checkpoint is not None and (stats.epoch % schedule.checkpoint_every == 0 or stats.epoch == epochs):
-            state = {**method.state_dict(), "epoch": stats.epoch, "history": [h.record() for h in history]}
-            save_checkpoint(state, checkpoint, config=identity)
-        if on_epoch is not None:
-            on_epoch(stats)
-    return history
+        run.resume(device)
+    started, resumed = time.perf_counter(), len(run.history)
+    with stop_requests() as stop:
+        while len(run.history) < schedule.epochs:
+            stats, begun = _epoch(run, source, target, schedule, seed=seed, device=device, stop=stop)
+            if _reported(stats.epoch, schedule.epochs, schedule.log_every):
+                for key, fn in (monitors or {}).items():
+                    stats.values[key] = float(fn())
+            stats.seconds = time.perf_counter() - begun
+            run.history.append(stats)
+            _log_progress(name, stats, schedule.epochs, schedule.log_every,
+                          per_epoch=(time.perf_counter() - started) / (len(run.history) - resumed))
+            if checkpoint is not None and (stats.epoch % schedule.checkpoint_every == 0 or
+                                           stats.epoch == schedule.epochs):
+                run.save(None)
+            if on_epoch is not None:
+                on_epoch(stats)
+        if stop:  # the signal came during the last steps: the state is saved, but the caller must stop too
+            run.halt(stop, None)
+    return run.history
+
+
+@dataclass
+class _Position:
+    """Where a run stopped inside an epoch: the steps done, the device sums of their
+    ``(loss_source, loss_target)`` and the seconds they took."""
+
+    step: int
+    sums: torch.Tensor
+    seconds: float
+
+    def record(self) -> dict[str, Any]:
+        return {"step": self.step, "sums": self.sums.detach().cpu().clone(), "seconds": self.seconds}
+
+
+@dataclass
+class _Run:
+    """A run's history and where it resumes, and how to save or stop it."""
+
+    method: Method
+    checkpoint: str | os.PathLike | None
+    identity: Any
+    name: str
+    epochs: int
+    history: list[EpochStats] = field(default_factory=list)
+    position: _Position | None = None
+
+    def resume(self, device: torch.device) -> None:
+        state = load_checkpoint(self.checkpoint, config=self.identity, map_location=device)
+        self.method.load_state_dict(state)
+        self.history = [EpochStats.from_record(r) for r in state["history"]]
+        saved = state.get("position")  # absent in checkpoints written at epoch ends only
+        if saved is not None:
+            self.position = _Position(int(saved["step"]), saved["sums"].to(device), float(saved["seconds"]))
+        step = f" step {self.position.step}" if self.position else ""
+        log.info("%s: resumed from %s at epoch %d%s", self.name, self.checkpoint, len(self.history) + 1, step)
+
+    def save(self, position: _Position | None) -> None:
+        state = {**self.method.state_dict(), "epoch": len(self.history), "history": [h.record() for h in self.history],
+                 "position": None if position is None else position.record()}
+        save_checkpoint(state, self.checkpoint, config=self.identity)
+
+    def halt(self, stop: StopRequest, position: _Position | None) -> None:
+        """Save the state at ``position`` (``None``: an epoch boundary), log where, and raise ``Stopped``."""
+        if len(self.history) < self.epochs:
+            where = f"at epoch {len(self.history) + 1} step {0 if position is None else position.step}"
+        else:
+            where = f"after its last epoch ({self.epochs})"
+        if self.checkpoint is None:
+            what = "no checkpoint was given, so no state was saved"
+        else:
+            self.save(position)
+            what = f"state saved to {os.fspath(self.checkpoint)}, rerun to resume"
+        message = f"{self.name}: stopped by {stop.name} {where}; {what}"
+        log.warning(message)
+        raise stop.stopped(message)
+
+
+def _epoch(run: _Run, source: Labeled, target: Labeled | None, schedule: Schedule, *, seed: int,
+           device: torch.device, stop: StopRequest) -> tuple[EpochStats, float]:
+    """The next epoch of ``run`` (from its saved position, if any), stopped at a step boundary when
+    ``stop`` is set; its stats and its start (``time.perf_counter()``, earlier by the seconds spent
+    before a stop)."""
+    start, run.position = run.position, None
+    begun = time.perf_counter() - (0.0 if start is None else start.seconds)
+
+    def boundary(step: int, sums: torch.Tensor) -> None:
+        if stop:
+            run.halt(stop, _Position(step, sums, time.perf_counter() - begun) if step else None)
+
+    sums, n_steps = _one_epoch(run.method, source, target, schedule, seed=seed, epoch=len(run.history),
+                               device=device, start=start, boundary=boundary)
+    return _stats(run.method, len(run.history) + 1, sums / n_steps, has_target=target is not None), begun
 
 
 def _one_epoch(method: Method, source: Labeled, target: Labeled | None, schedule: Schedule, *, seed: int,
-               epoch: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    """One pass over ``source``; returns the sums of ``(loss_source, loss_target)`` (on the device) and the steps."""
+               epoch: int, device: torch.device, start: _Position | None = None,
+               boundary: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, int]:
+    """One pass over ``source``; returns the sums of ``(loss_source, loss_target)`` (on the device) and the steps.
+
+    ``start``: continue a pass stopped after ``start.step`` steps with those steps' sums; the pass's
+    batches are drawn again from the same generator and the done ones skipped. ``boundary(step,
+    sums)`` is called before each step (it may raise to stop the pass)."""
     gen = generator(seed * 1_000_003 + epoch)
     targets = None
     if target is not None:
         targets = cycle_batches(len(target), min(schedule.target_batch, len(target)), gen, device)
     perm = torch.randperm(len(source), generator=gen).to(device)  # drawn before the first target batch
-    sums, n_steps = torch.zeros(2, device=device), 0
-    for start in range(0, len(source), schedule.source_batch):
-        idx = perm[start : start + schedule.source_batch]
+    done = 0 if start is None else start.step
+    sums = torch.zeros(2, device=device) if start is None else start.sums.to(device)
+    chunks = list(perm.split(schedule.source_batch))
+    images = source.batches(chunks[done:])  # a streamed source decodes only the steps still to do
+    for step, idx in enumerate(chunks):
+        tidx = None if targets is None else next(targets)
+        if step < done:
+            continue  # its target batch was drawn all the same: the cycle stays where the full pass has it
+        if boundary is not None:
+            boundary(step, sums)
+        xs = next(images)
         xt = yt = None
-        if targets is not None:
-            tidx = next(targets)
+        if tidx is not None:
             xt, yt = target.x[tidx], target.y[tidx]
-        loss_s, loss_t = method.step(source.x[idx], source.y[idx], idx, xt, yt)
+        loss_s, loss_t = method.step(xs, source.y[idx], idx, xt, yt)
         sums += torch.stack([loss_s, loss_s.new_zeros(()) if loss_t is None else loss_t])
-        n_steps += 1
-    return sums, n_steps
+    return sums, len(chunks)
 
 
 def _stats(method: Method, epoch: int, means: torch.Tensor, *, has_target: bool) -> EpochStats:

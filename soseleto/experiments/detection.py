@@ -13,7 +13,7 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from soseleto.config import DataConfig, NoisySplitConfig, PlainConfig
-from soseleto.core.checkpoint import identity, resume_path
+from soseleto.core.checkpoint import discard, identity, resume_path
 from soseleto.core.device import resolve_device
 from soseleto.core.evaluate import predict_proba
 from soseleto.core.loop import Labeled
@@ -32,7 +32,8 @@ def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConf
     ``find_label_issues`` (``flagged``).
 
     Writes ``scores_csv`` (index, label, true_label, noisy, score, flagged; source order). Each
-    fold's resumable state lives in ``<scores_csv>.resume.fold<k>``, so a killed job resumes.
+    fold's resumable state lives in ``<scores_csv>.resume.fold<k>``, so a killed or stopped job
+    resumes; these files are removed once ``scores_csv`` is written.
     """
     dev = resolve_device(device)
     split = pd.read_csv(split_csv)
@@ -52,6 +53,7 @@ def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConf
     prov = provenance({"baseline": baseline, "split": split_cfg, "model": model, "data": data}, method="cleanlab",
                       noise=noise, seed=seed, device=str(dev), folds=folds)
     write_csv(table, scores_csv, prov=prov)
+    discard(resume_path(scores_csv))
     log.info("cleanlab, noise %g, seed %d: %d of %d flagged", noise, seed, int(flagged.sum()), len(flagged))
     return table
 
