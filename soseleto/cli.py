@@ -25,14 +25,20 @@ Each set is one of
   NAME:SPLIT[:CLASSES]   torchvision set: cifar10, cifar100, svhn, mnist, fashionmnist or kmnist;
                          split train or test
   FILE.npz[:CLASSES]     arrays x (N, H, W) or (N, H, W, C) uint8 and y (N,) integer labels
+                         (float pixels in [0, 1] or [0, 255] are accepted; NaN is not)
   FOLDER[:CLASSES]       ImageFolder layout FOLDER/<class>/<image>, classes in sorted order
 CLASSES keeps only those labels (e.g. 5,6,7,8,9 or 5-9) and numbers them 0, 1, ... in that order.
 
-Writes OUT/weights.csv (index, label, alpha, rank; rank 1 = lowest alpha = most suspect),
-OUT/model.pt and OUT/metrics.json. With --true-labels FILE (the source's true labels: FILE.npy,
-a 1-D integer array, or FILE.npz with an array y; one label per source sample as given, before
-:CLASSES, in its numbering) metrics.json also scores alpha as a detector of the mislabeled
-samples, and weights.csv gets true_label and suspect (alpha < --flag-threshold).
+Writes OUT/weights.csv (index, label, alpha, final_loss, rank; sorted by rank, 1 = lowest alpha
+= most suspect; equal alphas, e.g. the many at 0, are ranked by final_loss, the sample's loss
+under the trained network, highest first), OUT/model.pt and OUT/metrics.json. OUT is locked
+while a run writes there; a killed run resumes when the same command is run again (its state
+is kept in OUT/.resume.pt until the outputs are written).
+
+With --true-labels FILE (the source's true labels: FILE.npy, a 1-D integer array, or FILE.npz
+with an array y; one label per source sample as given, before :CLASSES, in its numbering)
+metrics.json also scores alpha as a detector of the mislabeled samples, and weights.csv gets
+true_label and suspect (alpha < --flag-threshold).
 
 example:
   soseleto fit --mode noisy --source noisy.npz --target clean.npz --test test.npz --out fit/
@@ -61,11 +67,18 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="draws the initial weights, the batches and "
                    "--target-per-class (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--threads", type=_positive, metavar="N", help="CPU threads of torch (default: torch's own choice)")
     p.add_argument("--data-dir", default="data", help="where torchvision sets live (default: %(default)s)")
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
                    help="download missing torchvision sets into --data-dir (needs internet)")
     p.add_argument("--gray", action="store_true", help="convert RGB images to gray (e.g. SVHN -> MNIST)")
     p.add_argument("--size", type=_size, help="resize every image to HxW (or N for NxN)")
+    p.add_argument("--stream", action="store_true",
+                   help="read the source (an ImageFolder) from disk batch by batch instead of into memory: for "
+                        "sets larger than memory; same batches and results as in memory (normalisation statistics "
+                        "from at most 2,048 of its images)")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="with --stream: processes that decode images, 0 = none besides the main one (default: %(default)s)")
     p.add_argument("--true-labels", metavar="FILE",
                    help="the source's true labels (.npy 1-D integer array, or .npz with array y; one per source "
                         "sample, before :CLASSES): score alpha as a detector of the mislabeled samples")
@@ -76,9 +89,17 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
 def _fit(args: argparse.Namespace) -> int:
     cfg = SoseletoConfig(**{name: getattr(args, name) for name in TRAINER_FLAGS.values()},
                          shared_classifier=args.mode == "noisy")
+    import errno
+
     from soseleto.experiments import fit
 
-    return fit.main(args, cfg)
+    try:
+        return fit.main(args, cfg)
+    except OSError as err:  # a full disk: the message says what was (not) written
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(err, FileNotFoundError):
+            raise
+        print(f"soseleto: error: {err.strerror}", file=sys.stderr)
+        return 1
 
 
 def _synthetic(args: argparse.Namespace) -> int:
@@ -106,6 +127,38 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.run_args(args)
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import os
+
+    from soseleto.report import plan
+
+    cfg, _ = plan.load_config(args.configfile or (), base=args.base)
+    result = plan.plan(cfg, device=args.device or plan.default_device(cfg), cores=args.cores or os.cpu_count() or 1,
+                       gpus=args.gpus, bench_csv=args.bench, results=args.results)
+    print(plan.render_markdown(result), end="")
+    if args.measured:
+        import glob
+
+        found = sorted(glob.glob(os.path.join(args.results, "*", "**", "metrics.json"), recursive=True))
+        print("\n" + plan.run_costs_markdown(plan.run_costs(found)), end="")
+    return 0
+
+
+def plan_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``soseleto plan`` options."""
+    p.add_argument("--configfile", nargs="+", help="config files over config/config.yaml, as snakemake --configfile")
+    p.add_argument("--base", default="config/config.yaml", help="the workflow's default config (default: %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="price the steps on this device (default: cpu when the "
+                   "config says device: cpu, else cuda)")
+    p.add_argument("--cores", type=int, help="CPU cores for the jobs (default: this machine's)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs, each running one training job (default: %(default)s)")
+    p.add_argument("--bench", default="results/benchmarks/step_cost.csv",
+                   help="measured step times (soseleto bench); absent: assumed defaults (default: %(default)s)")
+    p.add_argument("--results", default="results", help="the results folder: data set sizes (default: %(default)s)")
+    p.add_argument("--measured", action="store_true",
+                   help="also list what the finished runs under --results cost per epoch and per step")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soseleto", description="SOSELETO: learn one weight per source sample so that training on the weighted "
@@ -130,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "reference; writes a CSV of the ratios.")
     bench_arguments(bench)
     bench.set_defaults(func=_bench)
+    plan = sub.add_parser("plan", help="the cost of `snakemake all` before it starts: jobs, steps, hours per rule",
+                          description="Per rule of the workflow: its jobs, the SGD steps of each (from the config and "
+                                      "the set sizes), the time of a step (measured by soseleto bench, or assumed) "
+                                      "and the projected hours; a markdown table on stdout. Run from the repository "
+                                      "root.")
+    plan_arguments(plan)
+    plan.set_defaults(func=_plan)
     return parser
 
 
@@ -155,6 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"soseleto: error: {err}", file=sys.stderr)
         return 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
 
 
 def _size(text: str) -> tuple[int, int]:

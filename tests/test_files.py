@@ -56,3 +56,55 @@ def test_folder_errors_are_named(tmp_path):
     (tmp_path / "a" / "broken.png").unlink()
     x, y, names, paths = read_folder(tmp_path)
     assert len(x) == len(y) == len(paths) == 0 and names == ["a"]
+
+
+def test_object_arrays_are_refused_without_unpickling(tmp_path):
+    np.savez(tmp_path / "o.npz", x=np.zeros((2, 3, 3), np.uint8), y=np.array([0, "1"], dtype=object))
+    with pytest.raises(ValueError, match=r"'o': array 'y' holds Python objects \(dtype=object\).*never unpickles"):
+        read_npz(tmp_path / "o.npz", name="o")
+
+
+@pytest.mark.parametrize("x,expected", [
+    (np.array([[[0.0, 0.5], [1.0, 0.2]]]), [[0, 128, 255, 51]]),  # floats in [0, 1]: scaled by 255
+    (np.array([[[0.0, 2.0], [255.0, 17.4]]], np.float32), [[0, 2, 255, 17]]),  # floats in [0, 255]: rounded
+    (np.array([[[0, 2], [255, 17]]], np.int64), [[0, 2, 255, 17]]),  # integers within 0..255
+])
+def test_float_and_integer_pixels_become_uint8(tmp_path, x, expected):
+    np.savez(tmp_path / "p.npz", x=x, y=np.array([0]))
+    xt, _ = read_npz(tmp_path / "p.npz")
+    assert xt.dtype == torch.uint8 and xt.flatten(1).tolist() == expected
+
+
+@pytest.mark.parametrize("x,needle", [
+    (np.array([[[0.0, np.nan], [1.0, 0.2]]]), "1 NaN or infinite pixel(s), the first in image 0"),
+    (np.array([[[0.0, np.inf], [1.0, 0.2]]]), "1 NaN or infinite pixel(s)"),
+    (np.array([[[0.0, -1.0], [300.0, 0.2]]]), "float pixels in [-1, 300]; expected [0, 1] or [0, 255]"),
+    (np.array([[[0, 256], [1, 2]]]), "integer pixels in [0, 256]; expected 0..255"),
+    (np.array([[["a", "b"], ["c", "d"]]]), "x has dtype <U1"),
+])
+def test_bad_pixels_are_named(tmp_path, x, needle):
+    np.savez(tmp_path / "p.npz", x=x, y=np.array([0]))
+    with pytest.raises(ValueError) as info:
+        read_npz(tmp_path / "p.npz", name="pix")
+    assert str(info.value).startswith("'pix': ") and needle in str(info.value)
+
+
+def test_symbolic_link_loops_are_named(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("L", (3, 2)).save(tmp_path / "a" / "0.png")
+    (tmp_path / "a" / "up").symlink_to(tmp_path)  # a folder pointing back above itself
+    with pytest.raises(ValueError, match=r"'set': '.*/a/up' is a symbolic link loop: it points back to"):
+        read_folder(tmp_path, name="set")
+    (tmp_path / "a" / "up").unlink()
+    (tmp_path / "b").symlink_to(tmp_path / "b")  # a link to itself
+    with pytest.raises(ValueError, match=r"'.*/b' is a symbolic link that loops or points nowhere"):
+        read_folder(tmp_path)
+
+
+def test_image_of_another_size_names_the_set_and_the_file(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("L", (3, 2)).save(tmp_path / "a" / "0.png")
+    Image.new("L", (4, 2)).save(tmp_path / "a" / "1.png")
+    with pytest.raises(ValueError, match=r"^'my set': image '.*/a/1.png' has shape \(2, 4, 1\).*--size"):
+        read_folder(tmp_path, name="my set")
+    assert read_folder(tmp_path, size=(2, 3))[0].shape == (2, 1, 2, 3)

@@ -1,6 +1,7 @@
 """``soseleto fit`` end to end on small .npz sets written here, and its refusals."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -55,11 +56,12 @@ def test_noisy_mode_writes_weights_model_and_metrics(sets, tmp_path, capsys):
     assert "fit: epoch 1/3" in err and "fit: epoch 3/3" in err and "target_accuracy" in err  # progress per epoch
 
     w = pd.read_csv(out / "weights.csv")
-    assert list(w.columns) == ["index", "label", "alpha", "rank"] and len(w) == 96
-    assert w["index"].tolist() == list(range(96))
-    assert w["label"].tolist() == np.load(sets["source"])["y"].tolist()
-    assert sorted(w["rank"]) == list(range(1, 97)) and w["alpha"].between(0, 1.1).all()
-    assert (w.sort_values("rank")["alpha"].diff().dropna() >= 0).all()  # rank 1 = lowest alpha
+    assert list(w.columns) == ["index", "label", "alpha", "final_loss", "rank"] and len(w) == 96
+    assert w["rank"].tolist() == list(range(1, 97))  # rows in rank order, most suspect first
+    assert sorted(w["index"]) == list(range(96))
+    assert (w["label"] == np.load(sets["source"])["y"][w["index"]]).all()
+    assert w["alpha"].between(0, 1.1).all() and (w["final_loss"] >= 0).all()
+    assert (w["alpha"].diff().dropna() >= 0).all()  # rank 1 = lowest alpha
     assert not np.allclose(w["alpha"], 1.0)  # alpha moved
     assert (out / "weights.csv.provenance.json").exists()
 
@@ -68,6 +70,10 @@ def test_noisy_mode_writes_weights_model_and_metrics(sets, tmp_path, capsys):
     assert 0 <= m["test_accuracy"] <= 1 and m["provenance"]["config"]["source"] == sets["source"]
     assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
     assert m["history"][-1]["test_accuracy"] == m["test_accuracy"] and "alpha_mean" in m["history"][0]
+    assert m["alpha"]["tie_break"] == "final_loss" and m["warnings"] == []
+    assert not (out / ".resume.pt").exists() and not (out / ".lock").exists()  # only the outputs stay
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt", "weights.csv",
+                                                     "weights.csv.provenance.json"]
 
     features, head, state = load_fitted(out / "model.pt")  # the saved model gives the reported accuracy
     z = np.load(sets["test"])
@@ -84,8 +90,9 @@ def test_flipped_labels_get_the_lowest_weights_reproducibly(sets, tmp_path):
     a, b = (pd.read_csv(tmp_path / d / "weights.csv") for d in "ab")
     pd.testing.assert_frame_equal(a, b)  # same seed, same weights
     flipped = sets["flipped"]
-    assert a["alpha"][flipped].mean() < 0.2 < 1.0 < a["alpha"][~flipped].mean()
-    assert flipped[a.sort_values("rank")["index"][: flipped.sum()]].mean() > 0.9  # most suspect = flipped
+    alpha = a.set_index("index")["alpha"].sort_index().to_numpy()  # by source row
+    assert alpha[flipped].mean() < 0.2 < 1.0 < alpha[~flipped].mean()
+    assert flipped[a["index"][: flipped.sum()]].mean() > 0.9  # most suspect (first rows) = flipped
 
 
 def test_transfer_mode_has_its_own_head_and_class_subsets(tmp_path):
@@ -165,7 +172,9 @@ def test_image_folder_source_adds_the_path_column(tmp_path):
             "test": _write(tmp_path / "e.npz", *_images(6, 2, seed=2))}
     assert _fit(sets, tmp_path / "fit", "--epochs", "1") == 0
     w = pd.read_csv(tmp_path / "fit/weights.csv")
-    assert list(w.columns) == ["index", "label", "alpha", "rank", "path"] and w["path"][0].endswith("class0/00.png")
+    assert list(w.columns) == ["index", "label", "alpha", "final_loss", "rank", "path"]
+    row = w.set_index("index").loc[0]
+    assert row["path"].endswith("class0/00.png") and row["label"] == 0
 
 
 def test_true_labels_score_alpha_as_a_detector(sets, tmp_path):
@@ -177,8 +186,8 @@ def test_true_labels_score_alpha_as_a_detector(sets, tmp_path):
     assert d["n_noisy"] == sets["flipped"].sum() == 24 and d["threshold"] == 0.2
     assert d["auroc"] > 0.9 and d["average_precision"] > 0.5 and 0 <= d["f1"] <= 1
     w = pd.read_csv(tmp_path / "fit/weights.csv")
-    assert list(w.columns) == ["index", "label", "alpha", "rank", "true_label", "suspect"]
-    assert (w["true_label"] == y_true).all() and (w["suspect"] == (w["alpha"] < 0.2)).all()
+    assert list(w.columns) == ["index", "label", "alpha", "final_loss", "rank", "true_label", "suspect"]
+    assert (w["true_label"] == y_true[w["index"]]).all() and (w["suspect"] == (w["alpha"] < 0.2)).all()
     assert d["n_flagged"] == w["suspect"].sum()
 
 
@@ -200,3 +209,344 @@ def test_bad_true_labels_are_refused_before_training(sets, tmp_path, capsys, lab
     err = capsys.readouterr().err
     assert needle in err and "true.npy" in err
     assert "epoch" not in err and not out.exists()  # nothing trained, nothing written
+
+
+# -- daily use: resume, lock, --out, ties, safe model file ---------------------------------------
+def _problem(sets, **kw):
+    from soseleto import logs
+    from soseleto.experiments import fit
+
+    logs.setup()  # log to this test's stderr
+
+    return fit.prepare(sets["source"], sets["target"], sets["test"], mode="noisy", **kw)
+
+
+def _cfg(epochs=5):
+    return SoseletoConfig(epochs=epochs, source_batch=32, target_batch=12)
+
+
+def test_a_killed_run_resumes_to_the_same_result_bit_for_bit(sets, tmp_path, capsys):
+    from soseleto.experiments import fit
+
+    fit.run(_problem(sets), tmp_path / "whole", cfg=_cfg(), device="cpu")
+
+    def kill_after_epoch_2(stats):
+        if stats.epoch == 2:
+            raise KeyboardInterrupt("killed")
+
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        fit.run(_problem(sets), out, cfg=_cfg(), device="cpu", on_epoch=kill_after_epoch_2)
+    assert (out / ".resume.pt").exists() and not (out / "weights.csv").exists() and not (out / ".lock").exists()
+    capsys.readouterr()
+    fit.run(_problem(sets), out, cfg=_cfg(), device="cpu")  # the same command again
+    err = capsys.readouterr().err
+    assert "resuming the unfinished run" in err and "after epoch 2/5" in err
+    assert "fit: epoch 1/5" not in err and "fit: epoch 3/5" in err
+    assert not (out / ".resume.pt").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "weights.csv"), pd.read_csv(tmp_path / "whole/weights.csv"))
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (out, tmp_path / "whole"))
+    for part in ("features", "source_head"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in b[part])
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "whole"))
+    assert [h["loss_source"] for h in ma["history"]] == [h["loss_source"] for h in mb["history"]]
+
+
+def test_a_resume_file_of_other_settings_is_refused(sets, tmp_path, capsys):
+    from soseleto.experiments import fit
+
+    def kill(stats):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "fit"
+    with pytest.raises(KeyboardInterrupt):
+        fit.run(_problem(sets), out, cfg=_cfg(), device="cpu", on_epoch=kill)
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    assert _fit(sets, out, "--seed", "1") == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(out)!r} holds an unfinished run of other settings or data" in err
+    assert "seed: 0 vs 1" in err and "fit: epoch" not in err
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written, the old state kept
+
+
+@pytest.mark.parametrize("name", ["weights.npz", "run.csv", "model.pt", "m.json"])
+def test_an_out_that_looks_like_a_file_is_refused(sets, tmp_path, capsys, name):
+    assert _fit(sets, tmp_path / name) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(tmp_path / name)!r} looks like a file name" in err and "is a folder" in err
+    assert not (tmp_path / name).exists()
+
+
+def test_an_out_that_is_a_file_is_refused(sets, tmp_path, capsys):
+    (tmp_path / "out").write_text("mine")
+    assert _fit(sets, tmp_path / "out") == 2
+    assert f"--out {str(tmp_path / 'out')!r} is an existing file" in capsys.readouterr().err
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_a_second_run_into_the_same_out_is_refused(sets, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "fit"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(f"{holder.pid}\n")  # as a running soseleto fit leaves it
+        assert _fit(sets, out) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another soseleto fit (PID {holder.pid}" in err and "fit: epoch" not in err
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _fit(sets, out, "--epochs", "1") == 0  # the holder is gone: its stale lock is taken over
+    err = capsys.readouterr().err
+    assert f"taking over the stale lock {out / '.lock'}" in err and (out / "weights.csv").exists()
+    assert not (out / ".lock").exists()
+
+
+def test_a_full_disk_while_writing_leaves_no_output_and_resumes(sets, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from soseleto.experiments import fit
+
+    def full(obj, path, **kw):
+        with open(path, "w") as f:
+            f.write('{"half": ')  # a partial file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fit, "write_json", full)
+    out = tmp_path / "fit"
+    assert _fit(sets, out) == 1
+    err = capsys.readouterr().err
+    assert "no space left on the device while writing the outputs" in err and "none of them was written" in err
+    assert sorted(p.name for p in out.iterdir()) == [".resume.pt"]  # no partial file, the trained state kept
+    monkeypatch.undo()
+    assert _fit(sets, out) == 0  # space again: only the outputs are written
+    err = capsys.readouterr().err
+    assert "resuming the unfinished run" in err and "fit: epoch 1/3" not in err
+    assert json.loads((out / "metrics.json").read_text())["n_source"] == 96
+
+
+def test_ties_at_alpha_zero_are_ranked_by_the_final_loss(sets, tmp_path):
+    learn = ("--model", "mlp", "--lr", "0.1", "--lr-alpha", "300", "--epochs", "12")
+    assert _fit(sets, tmp_path / "fit", *learn) == 0
+    w = pd.read_csv(tmp_path / "fit/weights.csv")
+    m = json.loads((tmp_path / "fit/metrics.json").read_text())
+    at_zero = w[w["alpha"] == 0]
+    assert len(at_zero) == m["alpha"]["n_at_min"] > 1  # many ties at the clip floor, counted
+    assert at_zero["rank"].tolist() == list(range(1, len(at_zero) + 1))
+    assert (at_zero["final_loss"].diff().dropna() <= 0).all()  # within a tie: highest loss first
+    assert at_zero["final_loss"].nunique() > 1  # the tie-break carries information
+
+
+def test_model_file_holds_plain_values_and_a_pickled_callable_is_refused(sets, tmp_path):
+    assert _fit(sets, tmp_path / "fit", "--epochs", "1") == 0
+    state = torch.load(tmp_path / "fit/model.pt", weights_only=True)  # loads with only tensors and plain types
+    assert type(state["provenance"]["torch_version"]) is str
+    bad = tmp_path / "evil.pt"
+    torch.save({**state, "hook": print}, bad)  # a pickled callable
+    with pytest.raises(ValueError, match=r"evil\.pt' is not a plain checkpoint .*refusing to load it"):
+        load_fitted(bad)
+
+
+def test_metrics_json_is_strict_json(sets, tmp_path):
+    assert _fit(sets, tmp_path / "fit", "--epochs", "1", "--test", sets["test"]) == 0
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    m = json.loads((tmp_path / "fit/metrics.json").read_text(), parse_constant=refuse)
+    assert m["epochs"] == 1
+
+
+def test_threads_and_the_first_line(sets, tmp_path, capsys):
+    before = torch.get_num_threads()
+    try:
+        assert _fit(sets, tmp_path / "fit", "--epochs", "1", "--threads", "1") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    first = next(line for line in err.splitlines() if "fit (noisy mode)" in line)
+    assert err.index(first) < err.index("fit: epoch 1/1")  # before the first epoch ends
+    for part in ("96 source, 24 target, 60 test samples", "3 source classes", "3 steps per epoch x 1 epochs",
+                 "device cpu, 1 CPU threads"):
+        assert part in first
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["fit", "--mode", "noisy", "--source", "s", "--target", "t", "--out", "o",
+                                       "--threads", "0"])
+
+
+def test_a_target_covering_some_source_classes_is_a_warning(sets, tmp_path, capsys):
+    t = _write(tmp_path / "t01.npz", *_images(24, 3, seed=1))
+    bad = {**sets, "target": t + ":0,1"}  # renumbered 0, 1: a target without class 2
+    assert _fit(bad, tmp_path / "fit", "--epochs", "1") == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "covers only 2 of the source's 3 classes (none of [2])" in err
+    assert "covers only 2 of" in json.loads((tmp_path / "fit/metrics.json").read_text())["warnings"][0]
+
+
+# -- hostile and odd inputs: a clear error naming the problem, nothing written --------------------
+def _folder(root, sizes, *, seed=0):
+    """An ImageFolder of two classes, one 8x8 gray image per entry of ``sizes`` ((H, W) each)."""
+    from PIL import Image
+
+    g = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(sizes):
+        (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(g.integers(0, 255, (h, w), dtype=np.uint8)).save(root / f"c{i % 2}" / f"{i:02d}.png")
+    return str(root)
+
+
+def _object_npz(p):
+    np.savez(p / "obj.npz", x=np.array([np.zeros((8, 8)), "a string"], dtype=object), y=np.array([0, 1]))
+    return str(p / "obj.npz")
+
+
+def _nan_npz(p):
+    x = _images(24, 3, seed=1)[0].astype(np.float32)
+    x[5, 2, 3] = np.nan
+    return _write(p / "nan.npz", x, _images(24, 3, seed=1)[1])
+
+
+def _orphan_class(p):
+    x, y = _images(96, 3, seed=0)
+    return _write(p / "src.npz", x[y != 1], y[y != 1])  # labels 0 and 2: class 1 has no source sample
+
+
+def _symlink_loop(p):
+    root = _folder(p / "loop", [(8, 8)] * 4)
+    (p / "loop/c0/self.png").symlink_to(p / "loop/c0/self.png")
+    return root
+
+
+def _other_size(p):
+    return _folder(p / "sizes", [(8, 8), (8, 8), (9, 8), (8, 8)])
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"target": _object_npz}, "array 'x' holds Python objects (dtype=object)"),
+    ({"target": _nan_npz}, "x has 1 NaN or infinite pixel(s), the first in image 5"),
+    ({"source": _orphan_class}, "has class(es) [1] but the source"),
+    ({"source": _other_size}, "sizes/c0/02.png' has shape (9, 8, 1)"),
+    ({"source": _symlink_loop}, "self.png' is a symbolic link that loops or points nowhere"),
+], ids=["object-array", "nan-pixels", "target-class-not-in-source", "image-of-another-size", "symlink-loop"])
+def test_hostile_input_is_refused_before_training(sets, tmp_path, capsys, change, needle):
+    out = tmp_path / "fit"
+    bad = _bad(tmp_path, sets, **change)
+    if change.get("source") in (_other_size, _symlink_loop):  # 2-class folders: matching 2-class target and test
+        bad = {**bad, "target": sets["target"] + ":0,1", "test": sets["test"] + ":0,1"}
+    assert _fit(bad, out) == 2
+    err = capsys.readouterr().err
+    assert "soseleto: error:" in err and needle in err, err
+    assert "epoch" not in err and not out.exists()
+
+
+def test_an_unreadable_image_is_named(sets, tmp_path, capsys, monkeypatch):
+    import PIL.Image
+
+    root = _folder(tmp_path / "src", [(8, 8)] * 4)
+    locked = tmp_path / "src/c1/01.png"
+    if os.geteuid() != 0:
+        locked.chmod(0)
+    else:  # root reads any file whatever its mode: make the read fail as chmod 000 would
+        real = PIL.Image.open
+
+        def deny(f, *a, **kw):
+            if str(f) == str(locked):
+                raise PermissionError(13, "Permission denied", str(f))
+            return real(f, *a, **kw)
+
+        monkeypatch.setattr(PIL.Image, "open", deny)
+    bad = {"source": root, "target": sets["target"] + ":0,1", "test": sets["test"] + ":0,1"}
+    try:
+        assert _fit(bad, tmp_path / "fit") == 2
+    finally:
+        locked.chmod(0o644)
+    err = capsys.readouterr().err
+    assert f"cannot read image {str(locked)!r}" in err and "Permission denied" in err
+    assert not (tmp_path / "fit").exists()
+
+
+def test_an_image_of_another_size_is_resized_with_size(sets, tmp_path):
+    bad = {"source": _other_size(tmp_path), "target": sets["target"] + ":0,1", "test": sets["test"] + ":0,1"}
+    assert _fit(bad, tmp_path / "fit", "--size", "8", "--epochs", "1") == 0
+    assert len(pd.read_csv(tmp_path / "fit/weights.csv")) == 4
+
+
+def test_float_pixels_in_0_1_are_the_uint8_images(sets, tmp_path):
+    x, y = np.load(sets["target"])["x"], np.load(sets["target"])["y"]
+    as_float = {**sets, "target": _write(tmp_path / "f.npz", x.astype(np.float64) / 255, y)}
+    assert _fit(sets, tmp_path / "a", "--epochs", "1") == 0
+    assert _fit(as_float, tmp_path / "b", "--epochs", "1") == 0
+    a, b = (pd.read_csv(tmp_path / d / "weights.csv") for d in "ab")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_one_sample_classes_run_with_a_warning(sets, tmp_path, capsys):
+    x, y = _images(24, 3, seed=1)
+    keep = (y != 2) | (np.arange(24) == 2)  # one target image of class 2
+    src_x, src_y = np.load(sets["source"])["x"], np.load(sets["source"])["y"]
+    one = (src_y != 1) | (np.arange(96) == 1)  # one source image of class 1
+    odd = {**sets, "target": _write(tmp_path / "t1.npz", x[keep], y[keep]),
+           "source": _write(tmp_path / "s1.npz", src_x[one], src_y[one])}
+    assert _fit(odd, tmp_path / "fit", "--epochs", "1") == 0
+    err = capsys.readouterr().err
+    assert "has a single sample of class(es) [2]" in err
+    assert "single sample" in json.loads((tmp_path / "fit/metrics.json").read_text())["warnings"][0]
+
+
+def test_sigterm_mid_epoch_resumes_bit_for_bit(sets, tmp_path, monkeypatch):
+    import signal
+
+    from soseleto.core.soseleto import Soseleto
+    from soseleto.experiments import fit
+
+    fit.run(_problem(sets), tmp_path / "whole", cfg=_cfg(3), device="cpu")
+    real, calls = Soseleto.step, []
+
+    def step(self, *batch):
+        calls.append(1)
+        if len(calls) == 5:  # in epoch 2 (3 steps per epoch): as SLURM's time limit would
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *batch)
+
+    monkeypatch.setattr(Soseleto, "step", step)
+    out = tmp_path / "killed"
+    with pytest.raises(SystemExit) as info:
+        fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu")
+    assert info.value.code == 143 and sorted(p.name for p in out.iterdir()) == [".resume.pt"]  # lock released
+    monkeypatch.undo()
+    fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "weights.csv"), pd.read_csv(tmp_path / "whole/weights.csv"))
+
+
+def _source_folder(root, sets):
+    """The fixture's noisy source written as an ImageFolder (one PNG per sample, labels as given)."""
+    from PIL import Image
+
+    with np.load(sets["source"]) as z:
+        x, y = z["x"], z["y"]
+    for i, (img, label) in enumerate(zip(x, y)):
+        (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / f"class{label}" / f"{i:03d}.png")
+    return str(root)
+
+
+def test_a_streamed_source_gives_the_in_memory_result(sets, tmp_path):
+    folder = {**sets, "source": _source_folder(tmp_path / "src", sets)}
+    assert _fit(folder, tmp_path / "memory") == 0
+    assert _fit(folder, tmp_path / "stream", "--stream", "--workers", "2") == 0
+    memory, streamed = (pd.read_csv(tmp_path / d / "weights.csv") for d in ("memory", "stream"))
+    pd.testing.assert_frame_equal(memory, streamed)  # same alpha, loss, rank and path for every sample
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("memory", "stream"))
+    assert a["test_accuracy"] == b["test_accuracy"] and a["alpha"] == b["alpha"]
+
+
+def test_only_an_image_folder_streams(sets, tmp_path, capsys):
+    assert _fit(sets, tmp_path / "fit", "--stream") == 2
+    assert "only an ImageFolder can be streamed" in capsys.readouterr().err
+    assert not (tmp_path / "fit").exists()

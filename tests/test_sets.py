@@ -1,6 +1,8 @@
 """Labelled image sets (:mod:`soseleto.data.sets`): torchvision sets and their generated stand-ins,
 files as data sets, and the manifest."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,74 @@ def test_an_image_folder_is_a_data_set(tmp_path):
         Image.new("L", (4, 3), color=10 * i).save(tmp_path / "imgs" / cls / f"{i}.png")
     x, y = sets.load_labelled(str(tmp_path / "imgs"), "train", GENERATED)
     assert x.shape == (3, 1, 3, 4) and y.tolist() == [0, 1, 1] and x[2].unique().tolist() == [20]
+
+
+def _offline(monkeypatch, module):
+    """Make torchvision's downloads in ``module`` fail as without internet, after writing a partial file."""
+    from urllib.error import URLError
+
+    def fail(url, download_root, filename=None, **kw):
+        Path(download_root, (filename or "x") + ".part").write_bytes(b"partial")
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(module, "download_and_extract_archive", fail)
+
+
+def test_a_failed_download_says_how_to_fix_it_and_leaves_no_folders(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as tv_mnist
+
+    _offline(monkeypatch, tv_mnist)
+    data = tmp_path / "data"
+    with pytest.raises(ValueError) as info:
+        sets.load_torchvision("mnist", "train", data, download=True)
+    msg = str(info.value)
+    assert "mnist (train) could not be downloaded into data_dir=" in msg and "Error downloading" in msg
+    for part in (f"place the files {data}/MNIST/raw/train-images-idx3-ubyte, {data}/MNIST/raw/train-labels-idx1-ubyte",
+                 "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+                 "data.download: false", "--configfile config/smoke.yaml"):
+        assert part in msg
+    assert not data.exists()  # created by the attempt: removed with its partial files
+    data.mkdir()
+    (data / "mine.txt").write_text("keep")
+    with pytest.raises(ValueError, match="could not be downloaded"):
+        sets.load_torchvision("mnist", "test", data, download=True)
+    assert sorted(p.name for p in data.iterdir()) == ["mine.txt"]  # only what the attempt created is gone
+
+
+def test_a_failed_cifar_download_names_its_url(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    _offline(monkeypatch, tv_cifar)
+    with pytest.raises(ValueError, match=r"cifar-10-batches-py/data_batch_1.*cifar-10-python\.tar\.gz"):
+        sets.load_torchvision("cifar10", "train", tmp_path / "d", download=True)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_file_that_does_not_match_torchvision_md5_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for f in sets.DATASETS["cifar10"].files["test"]:
+        (tmp_path / f).write_bytes(b"not the CIFAR-10 test batch")
+    with pytest.raises(ValueError, match=r"test_batch' has md5 [0-9a-f]{32}, but torchvision expects "
+                                         r"40351d587109b95175f43aff81a1287e"):
+        sets.load_torchvision("cifar10", "test", tmp_path)
+    (tmp_path / "svhn").mkdir()
+    (tmp_path / "svhn/test_32x32.mat").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"test_32x32\.mat' has md5 .* expects eb5a983be6a315427106f1b164d9cef3"):
+        sets.load_torchvision("svhn", "test", tmp_path / "svhn")
+
+
+def test_mnist_archives_and_extracted_files_are_checked(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"a damaged archive")
+    for f in sets.DATASETS["mnist"].files["test"]:
+        (tmp_path / f).write_bytes(b"\x00\x00\x08\x03")
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz' has md5 .* expects ec29112dd5afa0611ce80d1b7f02629c"):
+        sets.load_torchvision("mnist", "test", tmp_path)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    header = np.array([2051, 10000, 28, 28], dtype=">u4").tobytes()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(header + bytes(100))  # right header, truncated
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte' is not the expected idx file \(magic number "
+                                         r"2051, 10000 samples, 116 bytes; expected 2051, 10000 samples, 7840016"):
+        sets.load_torchvision("mnist", "test", tmp_path)

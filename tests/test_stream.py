@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,51 @@ def test_stream_benchmark_measures_both_methods(tmp_path):
         row = measure(root, n=40, method=method, steps=2, batch=8, workers=0)
         assert row["files"] == 40 and row["method"] == method
         assert row["images_per_s"] > 0 and row["peak_main_mb"] > 0
+
+
+def _lenet_soseleto(n_source, shape):
+    from builders import soseleto_config
+
+    from soseleto.core.models import build
+    from soseleto.core.soseleto import Soseleto
+
+    features, heads = build("lenet", shape, [3], seed=0)
+    return Soseleto(features, heads[0], None, n_source=n_source, cfg=soseleto_config(lr_alpha=100.0, target_grad_decay=0.9))
+
+
+def test_training_on_a_streamed_source_equals_training_in_memory_and_resumes_after_sigterm(tmp_path):
+    import signal
+
+    from soseleto.config import Schedule
+    from soseleto.core.loop import Labeled, train
+    from soseleto.core.stop import Stopped
+
+    root = write_folder(tmp_path / "imgs", n_per_class=10, size=(28, 28))
+    x, y, _, paths = read_folder(root)
+    mean, std = channel_stats(x)
+    memory = Labeled(to_float(x, mean=mean, std=std), y)
+    target = Labeled(memory.x[::5].clone(), y[::5].clone())
+    schedule = Schedule(epochs=2, source_batch=8, target_batch=3)  # 30 samples: 4 steps per epoch
+    full = _lenet_soseleto(30, (3, 28, 28))
+    train(full, memory, target, schedule=schedule, seed=0)
+
+    streamed = StreamedImages(paths, y, mean=mean, std=std, workers=2)
+    run = _lenet_soseleto(30, (3, 28, 28))
+    steps = {"n": 0}
+    real_step = run.step
+
+    def step_then_signal(*batch):  # SIGTERM inside the 6th step (epoch 2): stop there, resume
+        steps["n"] += 1
+        if steps["n"] == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*batch)
+
+    run.step = step_then_signal
+    ck = tmp_path / "run.ckpt"
+    with pytest.raises(Stopped):
+        train(run, streamed, target, schedule=schedule, seed=0, checkpoint=ck, identity={"run": 1})
+    resumed = _lenet_soseleto(30, (3, 28, 28))
+    train(resumed, streamed, target, schedule=schedule, seed=0, checkpoint=ck, identity={"run": 1})
+    assert torch.equal(resumed.alpha, full.alpha) and not torch.equal(full.alpha, torch.ones(30))
+    for a, b in zip(resumed.features.parameters(), full.features.parameters()):
+        assert torch.equal(a, b)

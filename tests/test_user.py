@@ -82,7 +82,9 @@ def test_class_subset_renumbers_and_keeps_the_file_rows(tmp_path):
     "override,needle",
     [
         ({"x": None}, r"missing array\(s\) \['x'\]"),
-        ({"x": np.zeros((12, 8, 8), np.float32)}, "dtype float32"),
+        ({"x": np.full((12, 8, 8), 300.0, np.float32)}, r"float pixels in \[300, 300\]"),
+        ({"x": np.full((12, 8, 8), np.nan, np.float32)}, "768 NaN or infinite pixel"),
+        ({"x": np.zeros((12, 8, 8), np.complex64)}, "dtype complex64"),
         ({"x": np.zeros((12, 8, 8, 2), np.uint8)}, "shape"),
         ({"y": np.arange(11)}, "y has shape"),
         ({"y": np.arange(12) - 1}, "negative label -1"),

@@ -2,6 +2,11 @@
 
 Both readers return uint8 ``(N, C, H, W)`` images and int64 ``(N,)`` labels and raise
 ``ValueError`` naming the file and what is wrong with it.
+
+Pixels of an ``.npz`` may be uint8, other integers within 0..255, or floats: floats all within
+[0, 1] are scaled by 255, floats within [0, 255] are rounded; NaN, infinities and values outside
+those ranges are refused. Arrays of Python objects are refused: loading them would unpickle
+code from the file.
 """
 
 from __future__ import annotations
@@ -15,68 +20,150 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def read_npz(path: str | Path, *, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Arrays ``x`` ``(N, H, W)`` or ``(N, H, W, C)`` uint8 and ``y`` ``(N,)`` non-negative integers."""
+    """Arrays ``x`` ``(N, H, W)`` or ``(N, H, W, C)`` (pixels: see the module docstring) and ``y``
+    ``(N,)`` non-negative integers -> uint8 ``(N, C, H, W)`` and int64 ``(N,)``."""
     path = Path(path)
     name = name or str(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{name!r}: not a readable .npz file ({err})") from err
+    arrays = _arrays(path, name)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise ValueError(f"{name!r}: missing array(s) {missing}; found {sorted(arrays)} (need x: (N, H, W[, C]) uint8, y: (N,) int)")
-    x, y = arrays["x"], arrays["y"]
-    if x.dtype != np.uint8:
-        raise ValueError(f"{name!r}: x has dtype {x.dtype}; expected uint8 pixel values 0..255")
+    x, y = _pixels(arrays["x"], name), arrays["y"]
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[3] not in (1, 3):
         raise ValueError(f"{name!r}: x has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C = 1 or 3")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{name!r}: y has shape {y.shape} but x has {x.shape[0]} images; expected y of shape ({x.shape[0]},)")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
-            raise ValueError(f"{name!r}: y has dtype {y.dtype} and non-integer values; expected integer labels")
+    if y.size and not np.issubdtype(y.dtype, np.integer) and (
+            not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0)):
+        raise ValueError(f"{name!r}: y has dtype {y.dtype} and non-integer values; expected integer labels")
     if y.size and y.min() < 0:
         raise ValueError(f"{name!r}: y has a negative label {int(y.min())}; labels must be 0, 1, ...")
     x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (N, C, H, W)
     return x_t, torch.from_numpy(y.astype(np.int64))
 
 
-def read_folder(root: str | Path, *, size: tuple[int, int] | None = None, name: str | None = None):
-    """ImageFolder ``root/<class>/<image>``: ``(x, y, class names, image paths)``; classes in sorted
-    order; gray when the first image is gray, RGB otherwise; ``size`` (H, W) resizes while reading."""
-    from PIL import Image, UnidentifiedImageError
+def _arrays(path: Path, name: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, never unpickling (object arrays are refused by name)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {}
+            for key in z.files:
+                try:
+                    arrays[key] = z[key]
+                except ValueError as err:
+                    if "allow_pickle" not in str(err):
+                        raise
+                    raise ValueError(f"{name!r}: array {key!r} holds Python objects (dtype=object), which only "
+                                     "unpickling could load, and soseleto never unpickles data files; save it as "
+                                     "a numeric array (x: uint8 (N, H, W[, C]), y: int (N,))") from None
+    except ValueError as err:
+        if str(err).startswith(repr(name)):
+            raise
+        raise ValueError(f"{name!r}: not a readable .npz file ({err})") from err
+    except OSError as err:
+        raise ValueError(f"{name!r}: not a readable .npz file ({err})") from err
+    return arrays
 
+
+def _pixels(x: np.ndarray, name: str) -> np.ndarray:
+    """``x`` as uint8 pixels 0..255 (see the module docstring); raises ``ValueError`` naming the problem."""
+    if x.dtype == np.uint8 or x.size == 0 and np.issubdtype(x.dtype, np.number):
+        return x.astype(np.uint8, copy=False)
+    if np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.bool_):
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{name!r}: x has integer pixels in [{lo}, {hi}]; expected 0..255 (uint8)")
+        return x.astype(np.uint8)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name!r}: x has dtype {x.dtype}; expected uint8 pixel values 0..255 (or floats in [0, 1])")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise ValueError(f"{name!r}: x has {int(bad.sum())} NaN or infinite pixel(s), the first in image {first}; "
+                         "expected finite pixel values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 255:
+        raise ValueError(f"{name!r}: x has float pixels in [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255]")
+    scale = 255.0 if hi <= 1.0 else 1.0  # [0, 1] images are the common float convention
+    return np.rint(x.astype(np.float64) * scale).astype(np.uint8)
+
+
+def list_folder(root: str | Path, *, name: str | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """The images of ImageFolder ``root/<class>/<image>`` without reading them: ``(paths, labels,
+    class names)``, classes in sorted order, files sorted within each class. Raises ``ValueError``
+    for a root without class folders and a symbolic link that loops or points nowhere."""
     root = Path(root)
     name = name or str(root)
+    for entry in root.iterdir():
+        _check_link(entry, root, name)
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not names:
         raise ValueError(f"{name!r}: {str(root)!r} has no class sub-folders (ImageFolder layout: ROOT/CLASS/image.png)")
-    images, labels, paths = [], [], []
+    paths, labels = [], []
+    for label, cls in enumerate(names):
+        for f in sorted((root / cls).rglob("*")):
+            _check_link(f, root, name)
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(f), labels.append(label)
+    return paths, labels, names
+
+
+def read_folder(root: str | Path, *, size: tuple[int, int] | None = None, name: str | None = None):
+    """ImageFolder ``root/<class>/<image>``: ``(x, y, class names, image paths)``; classes in sorted
+    order; gray when the first image is gray, RGB otherwise; ``size`` (H, W) resizes while reading.
+
+    ``x`` is uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)``. Raises ``ValueError`` naming the file for
+    an image that cannot be read, one of another size (without ``size``) and a symbolic link that
+    loops or points nowhere.
+    """
+    name = name or str(root)
+    files, labels, names = list_folder(root, name=name)
+    images: list[np.ndarray] = []
     mode = None  # of the first image: all gray -> (1, H, W), otherwise RGB
-    for label, name in enumerate(names):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(f) as im:
-                    mode = mode or ("L" if im.mode in ("1", "L", "I", "I;16") else "RGB")
-                    im = im.convert(mode)
-                    if size is not None:
-                        im = im.resize((size[1], size[0]), Image.BILINEAR)
-                    arr = np.asarray(im, dtype=np.uint8)
-            except (OSError, UnidentifiedImageError) as err:
-                raise ValueError(f"{name!r}: cannot read image {str(f)!r} ({err})") from err
-            arr = arr[..., None] if arr.ndim == 2 else arr
-            if images and arr.shape != images[0].shape:
-                raise ValueError(
-                    f"{name!r}: image {str(f)!r} has shape {arr.shape}, {paths[0]!r} has {images[0].shape} "
-                    "(H, W, C); use --size HxW to resize them all"
-                )
-            images.append(arr), labels.append(label), paths.append(str(f))
+    for f in files:
+        arr, mode = read_image(f, mode, size, name)
+        if images and arr.shape != images[0].shape:
+            raise ValueError(
+                f"{name!r}: image {str(f)!r} has shape {arr.shape}, {str(files[0])!r} has {images[0].shape} "
+                "(H, W, C); use --size HxW to resize them all"
+            )
+        images.append(arr)
+    paths = [str(f) for f in files]
     if not images:
         return torch.zeros(0, 1, 1, 1, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), names, paths
     x = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy())  # (N, C, H, W)
     return x, torch.as_tensor(labels, dtype=torch.int64), names, paths
+
+
+def read_image(f: str | Path, mode: str | None, size: tuple[int, int] | None, name: str) -> tuple[np.ndarray, str]:
+    """One image file as uint8 ``(H, W, C)`` in PIL ``mode`` (``None``: its own, ``L`` for gray, else
+    ``RGB``), resized bilinearly to ``size`` (H, W) when given; returns it and that mode. Errors
+    name the set ``name`` and the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            mode = mode or ("L" if im.mode in ("1", "L", "I", "I;16") else "RGB")
+            im = im.convert(mode)
+            if size is not None:
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"{name!r}: cannot read image {str(f)!r} ({err})") from err
+    return (arr[..., None] if arr.ndim == 2 else arr), mode
+
+
+def _check_link(f: Path, root: Path, name: str) -> None:
+    """Refuse a symbolic link that loops, points nowhere, or points back to a folder above it."""
+    if not f.is_symlink():
+        return
+    try:
+        real = f.resolve(strict=True)
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f"{name!r}: {str(f)!r} is a symbolic link that loops or points nowhere ({err}); "
+                         "remove it or point it at an image") from None
+    if real.is_dir() and (real == root.resolve() or real in f.parent.resolve().parents or real == f.parent.resolve()):
+        raise ValueError(f"{name!r}: {str(f)!r} is a symbolic link loop: it points back to {str(real)!r}, a folder "
+                         "above it; remove it")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from soseleto.config import DataConfig
 from soseleto.core.rng import generator
-from soseleto.data import files
+from soseleto.data import files, integrity
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,10 @@ def load_torchvision(name: str, split: str, data_dir: str | Path, *, download: b
 
     Files are looked up in ``data_dir`` (torchvision's layout: see ``DATASETS[name].files``) and
     downloaded there when ``download`` is true. With download off, missing files raise
-    ``FileNotFoundError`` naming every expected path; unreadable ones raise ``ValueError``.
+    ``FileNotFoundError`` naming every expected path. Present files are checked first
+    (:func:`soseleto.data.integrity.check_files`: torchvision's md5 sums, the idx format); a
+    mismatch, an unreadable file or a failed download raise ``ValueError`` saying what to do. A
+    failed download removes the folders it created.
     """
     info = _info(name)
     if split not in info.files:
@@ -102,26 +105,44 @@ def load_torchvision(name: str, split: str, data_dir: str | Path, *, download: b
     if missing and not download:
         raise FileNotFoundError(
             f"{name} ({split}) not found in data_dir={str(root)!r}: missing {', '.join(missing)}. "
-            "Set download: true (needs internet) or place the files there by hand."
+            "Set data.download: true (soseleto fit: --download; needs internet), place the files there by "
+            "hand, or run the workflow on generated stand-ins with --configfile config/smoke.yaml."
         )
+    integrity.check_files(name, info.loader, split, root, info.files[split])
+    download = download and bool(missing)  # present files: skip torchvision's second checksum pass
+    created = integrity.created_folders(root, info.files[split]) if download else []
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        x, y = _read_torchvision(name, info.loader, split, root, download=download)
+    except (RuntimeError, OSError, ValueError, EOFError, KeyError) as err:  # torchvision's "not found or corrupted"
+        if download and any(not (root / f).exists() for f in info.files[split]):
+            integrity.remove_folders(created)
+            raise ValueError(f"{name} ({split}) could not be downloaded into data_dir={str(root)!r} "
+                             f"({_first_line(err)}). "
+                             + integrity.download_help(name, info.loader, split, root, info.files[split])) from err
+        raise ValueError(f"{name} ({split}) in data_dir={str(root)!r} could not be read: {err}") from err
+    return x, y
+
+
+def _read_torchvision(name: str, loader: str, split: str, root: Path, *, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     import torchvision.datasets as tvd
 
-    root.mkdir(parents=True, exist_ok=True)
-    download = download and bool(missing)  # present files: skip torchvision's second checksum pass
-    cls = getattr(tvd, info.loader)
-    try:
-        if name == "svhn":
-            ds = cls(str(root), split=split, download=download)
-            x, y = torch.from_numpy(np.asarray(ds.data)), torch.as_tensor(ds.labels)
-        elif name.startswith("cifar"):
-            ds = cls(str(root), train=split == "train", download=download)
-            x, y = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2), torch.as_tensor(ds.targets)
-        else:
-            ds = cls(str(root), train=split == "train", download=download)
-            x, y = ds.data.unsqueeze(1), ds.targets
-    except (RuntimeError, OSError, ValueError, EOFError, KeyError) as err:  # torchvision's "not found or corrupted"
-        raise ValueError(f"{name} ({split}) in data_dir={str(root)!r} could not be read: {err}") from err
+    cls = getattr(tvd, loader)
+    if name == "svhn":
+        ds = cls(str(root), split=split, download=download)
+        x, y = torch.from_numpy(np.asarray(ds.data)), torch.as_tensor(ds.labels)
+    elif name.startswith("cifar"):
+        ds = cls(str(root), train=split == "train", download=download)
+        x, y = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2), torch.as_tensor(ds.targets)
+    else:
+        ds = cls(str(root), train=split == "train", download=download)
+        x, y = ds.data.unsqueeze(1), ds.targets
     return x.contiguous().to(torch.uint8), y.to(torch.int64)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0].rstrip(":") if text else type(err).__name__
 
 
 def generated(name: str, split: str, n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

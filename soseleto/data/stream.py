@@ -10,56 +10,67 @@ exactly the batches of the in-memory path: a streamed run equals an in-memory on
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from soseleto.data.files import IMAGE_SUFFIXES
+from soseleto.data import files
+
+
+@dataclass(frozen=True)
+class LazyFiles:
+    """How a streamed set's files become images: PIL ``mode``, the ``size`` (H, W) they are
+    resized to (``None``: as stored) and the resulting ``shape`` (C, H, W)."""
+
+    mode: str
+    size: tuple[int, int] | None
+    shape: tuple[int, int, int]
 
 
 def list_folder(root: str | Path) -> tuple[list[str], torch.Tensor, list[str]]:
     """ImageFolder ``root/<class>/<image>`` without reading images: ``(paths, labels (N,), class names)``,
     in the order of :func:`soseleto.data.files.read_folder` (sorted classes, sorted files)."""
-    root = Path(root)
-    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not names:
-        raise ValueError(f"{str(root)!r} has no class sub-folders (ImageFolder layout: ROOT/CLASS/image.png)")
-    paths: list[str] = []
-    labels: list[int] = []
-    for label, cls in enumerate(names):
-        found = sorted(str(f) for f in (root / cls).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        paths += found
-        labels += [label] * len(found)
-    if not paths:
-        raise ValueError(f"{str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return paths, torch.as_tensor(labels, dtype=torch.int64), names
+    found, labels, names = files.list_folder(root)
+    if not found:
+        raise ValueError(f"{str(root)!r} holds no images ({', '.join(files.IMAGE_SUFFIXES)})")
+    return [str(f) for f in found], torch.as_tensor(labels, dtype=torch.int64), names
 
 
 def decode(path: str, *, mode: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     """One image file -> uint8 ``(C, H, W)`` in PIL ``mode`` (``"L"`` or ``"RGB"``), resized
     bilinearly to ``size`` (H, W) when given (as :func:`soseleto.data.files.read_folder` does)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if size is not None:
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"cannot read image {path!r} ({err})") from err
-    arr = arr[..., None] if arr.ndim == 2 else arr
+    arr, _ = files.read_image(path, mode, size, path)
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # (C, H, W)
 
 
 def image_mode(path: str) -> str:
     """``"L"`` for a gray image file, ``"RGB"`` otherwise (the rule of ``read_folder``)."""
-    from PIL import Image
+    return files.read_image(path, None, None, path)[1]
 
-    with Image.open(path) as im:
-        return "L" if im.mode in ("1", "L", "I", "I;16") else "RGB"
+
+def sample(paths: Sequence[str], *, mode: str, size: tuple[int, int] | None = None, limit: int = 2048,
+           seed: int = 0) -> torch.Tensor:
+    """uint8 ``(n, C, H, W)``: every image when there are at most ``limit`` (in order, so their
+    statistics equal those of the in-memory set), else ``limit`` random ones (drawn with ``seed``)."""
+    pick = range(len(paths))
+    if len(paths) > limit:
+        pick = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:limit].sort().values.tolist()
+    return torch.stack([decode(paths[i], mode=mode, size=size) for i in pick])
+
+
+def files_fingerprint(paths: Sequence[str], y: torch.Tensor) -> str:
+    """SHA-256 of the files' names, sizes and modification times and of the labels: changes when
+    the set does, without reading every image."""
+    h = hashlib.sha256()
+    for f in paths:
+        st = os.stat(f)
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    h.update(y.cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 class _Files(torch.utils.data.Dataset):
@@ -101,6 +112,8 @@ class StreamedImages:
             raise ValueError(f"{len(paths)} image paths but {len(y)} labels")
         if len(y) == 0:
             raise ValueError("data set is empty")
+        if workers < 0:
+            raise ValueError(f"workers={workers} is invalid; give 0 (decode in this process) or more")
         self.paths, self.y = list(paths), y
         self.mode = mode or image_mode(self.paths[0])
         self.size, self.workers, self.device = size, workers, torch.device(device)

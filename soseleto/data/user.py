@@ -5,7 +5,7 @@ A spec names one labelled image set, optionally followed by ``:CLASSES``:
 * ``cifar10:train``, ``mnist:test:5,6,7,8,9``, ``svhn:train:0-4`` -- a torchvision data set
   (``NAME:SPLIT[:CLASSES]``, NAME one of :data:`soseleto.data.sets.DATASETS`);
 * ``path/to/file.npz[:CLASSES]`` -- arrays ``x`` uint8 ``(N, H, W)`` or ``(N, H, W, C)`` and ``y``
-  integer ``(N,)``;
+  integer ``(N,)`` (float pixels in [0, 1] or [0, 255] are accepted: :mod:`soseleto.data.files`);
 * ``path/to/folder[:CLASSES]`` -- torchvision's ImageFolder layout, one sub-folder per class
   (sorted names -> labels 0, 1, ...); gray when the first image is gray, RGB otherwise.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from soseleto.data import files, images, sets
+from soseleto.data import files, images, sets, stream
 
 _CLASSES = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
@@ -41,10 +41,11 @@ class SetSpec:
 
 @dataclass
 class ImageSet:
-    """A loaded set: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)`` in ``[0, n_classes)``."""
+    """A loaded set: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)`` in ``[0, n_classes)``; a
+    streamed ImageFolder (:func:`load_streamed`) has ``x = None`` and its decoding in ``files``."""
 
     spec: SetSpec
-    x: torch.Tensor
+    x: torch.Tensor | None
     y: torch.Tensor
     n_classes: int
     index: torch.Tensor  # (N,) row of each sample in the file / data set before the class subset
@@ -52,13 +53,14 @@ class ImageSet:
     class_names: list[str] | None = None  # folder names (ImageFolder only)
     paths: list[str] | None = None  # image file of each sample (ImageFolder only)
     n_rows: int | None = None  # samples in the file / data set before the class subset
+    files: stream.LazyFiles | None = None  # a streamed set: how its images are decoded
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:])
+        return tuple(self.x.shape[1:]) if self.x is not None else self.files.shape
 
 
 def parse_spec(text: str) -> SetSpec:
@@ -110,31 +112,61 @@ def load_set(spec: SetSpec | str, *, data_dir: str | Path = "data", download: bo
     else:
         x, y, names, paths = files.read_folder(spec.location, size=size, name=spec.text)
         n_classes = len(names)
-    index = torch.arange(len(y))
-    original, n_rows = y, len(y)
+    n_rows = len(y)
+    index, original, y, n_classes, names = _keep_classes(spec, y, n_classes, names)
+    if spec.classes is not None:
+        x = x[index]
+        paths = [paths[i] for i in index.tolist()] if paths else None
+    return ImageSet(spec, x, y, n_classes, index, original, names, paths, n_rows)
+
+
+def load_streamed(spec: SetSpec | str, *, size: tuple[int, int] | None = None, gray: bool = False) -> ImageSet:
+    """An ImageFolder ``spec`` listed but not read: ``x`` is ``None`` and ``files`` says how its
+    images are decoded while training (:class:`soseleto.data.stream.StreamedImages`); ``gray``
+    converts them to PIL's luminance while decoding, ``size`` (H, W) resizes them."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind != "folder":
+        raise ValueError(f"{spec.text!r}: only an ImageFolder can be streamed from disk; a {spec.kind} set is "
+                         "read into memory (leave out --stream)")
+    paths, y, names = stream.list_folder(spec.location)
+    n_rows = len(y)
+    index, original, y, n_classes, names = _keep_classes(spec, y, len(names), names)
+    paths = [paths[i] for i in index.tolist()]
+    mode = "L" if gray else stream.image_mode(paths[0])
+    shape = tuple(stream.decode(paths[0], mode=mode, size=size).shape)
+    return ImageSet(spec, None, y, n_classes, index, original, names, paths, n_rows, stream.LazyFiles(mode, size, shape))
+
+
+def _keep_classes(spec: SetSpec, y: torch.Tensor, n_classes: int, names: list[str] | None):
+    """``spec``'s ``CLASSES`` of labels ``y``: ``(kept rows, their original labels, renumbered
+    labels, class count, class names)``; everything when it has none. Raises ``ValueError`` for a
+    class the set lacks and for an empty result."""
+    index, original = torch.arange(len(y)), y
     if spec.classes is not None:
         bad = [c for c in spec.classes if c >= n_classes]
         if bad:
             raise ValueError(f"{spec.text!r}: classes {bad} are not labels of this set (labels 0..{n_classes - 1})")
-        x, original, index = images.subset_classes(x, y, list(spec.classes))
+        index = torch.nonzero(torch.isin(y, torch.as_tensor(spec.classes))).flatten()
+        original = y[index]
         y = images.remap_labels(original, list(spec.classes))
         n_classes = len(spec.classes)
         names = [names[c] for c in spec.classes] if names else None
-        paths = [paths[i] for i in index.tolist()] if paths else None
     if len(y) == 0:
         raise ValueError(f"{spec.text!r}: the set is empty" + (f" after keeping classes {list(spec.classes)}" if spec.classes else ""))
-    return ImageSet(spec, x, y, n_classes, index, original, names, paths, n_rows)
+    return index, original, y, n_classes, names
 
 
-def harmonise(sets: list[ImageSet], *, gray: bool = False, size: tuple[int, int] | None = None) -> None:
+def harmonise(sets: list[ImageSet], *, gray: bool = False, size: tuple[int, int] | None = None,
+              like: ImageSet | None = None) -> None:
     """Bring every set to one image shape, in place: ``gray`` converts RGB to luminance, ``size``
-    resizes to (H, W). Raises ``ValueError`` naming the sets whose shapes then still differ."""
+    resizes to (H, W). ``like``: a streamed set (already converted while decoding) whose shape the
+    others must end with. Raises ``ValueError`` naming the sets whose shapes then still differ."""
     for s in sets:
         if gray and s.x.shape[1] != 1:
             s.x = images.to_gray_resized(s.x, size or tuple(s.x.shape[2:]))
         elif size is not None and tuple(s.x.shape[2:]) != tuple(size):
             s.x = images.resize(s.x, size)
-    shapes = {s.spec.text: s.shape for s in sets}
+    shapes = {s.spec.text: s.shape for s in ([like] if like is not None else []) + sets}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
         raise ValueError(f"mismatched image shapes (C, H, W): {listed}; use --gray and/or --size HxW to convert them")

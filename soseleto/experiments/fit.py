@@ -16,23 +16,31 @@ outputs are written atomically at the end, so a failed run leaves no half-writte
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import os
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from soseleto.config import FIT_MODES, SoseletoConfig, to_dict
-from soseleto.core.checkpoint import save_checkpoint
+from soseleto.core.checkpoint import discard, load_checkpoint, safe_load, save_checkpoint
 from soseleto.core.device import resolve_device
-from soseleto.core.loop import Labeled, train
+from soseleto.core.loop import EpochStats, Labeled, train
 from soseleto.core.models import MODELS, build, build_classifier, build_features, choose_model
 from soseleto.core.soseleto import Soseleto
 from soseleto.data.images import channel_stats, class_balanced_indices, to_float
-from soseleto.data.user import ImageSet, check_labels, harmonise, load_set
+from soseleto.data.stream import StreamedImages, files_fingerprint, sample
+from soseleto.data.user import ImageSet, check_labels, harmonise, load_set, load_streamed
+from soseleto.experiments.fit_session import (RESUME_NAME, Progress, check_out, fingerprint, is_terminal,
+                                            no_space, out_lock, run_identity)
 from soseleto.io import provenance, write_csv, write_json
 from soseleto.metrics import detection_metrics
 
@@ -50,18 +58,27 @@ class Problem:
     test: ImageSet | None
     n_source_classes: int
     n_target_classes: int
+    warnings: list[str] = field(default_factory=list)  # logged, and listed in metrics.json
 
 
 def prepare(source: str, target: str, test: str | None, *, mode: str, data_dir: str | Path = "data",
             download: bool = False, gray: bool = False, size: tuple[int, int] | None = None,
-            target_per_class: int | None = None, seed: int = 0) -> Problem:
+            target_per_class: int | None = None, seed: int = 0, stream: bool = False) -> Problem:
     """Load and check the three sets. ``noisy``: one classifier, so target and test labels must be
-    source classes; ``transfer``: test labels must be target classes. ``target_per_class`` keeps
-    that many random target samples of each class (drawn with ``seed``)."""
+    source classes, and every target class must have source samples; ``transfer``: test labels
+    must be target classes. ``target_per_class`` keeps that many random target samples of each
+    class (drawn with ``seed``). Target classes the target lacks (noisy mode) and classes of one
+    target sample are accepted with a warning (:attr:`Problem.warnings`). ``stream``: the source
+    (an ImageFolder) is listed here and decoded batch by batch while training, for sets larger
+    than memory (:func:`soseleto.data.user.load_streamed`)."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is invalid; choose one of {MODES}")
-    sets = [load_set(s, data_dir=data_dir, download=download, size=size) for s in (source, target, test) if s]
-    harmonise(sets, gray=gray, size=size)
+    src = load_streamed(source, size=size, gray=gray) if stream else None
+    sets = [load_set(s, data_dir=data_dir, download=download, size=size) for s in (source, target, test)
+            if s and not (stream and s is source)]
+    harmonise(sets, gray=gray, size=size, like=src)
+    if src is not None:
+        sets.insert(0, src)
     src, tgt, tst = sets[0], sets[1], sets[2] if test else None
     if target_per_class is not None:
         try:
@@ -81,61 +98,169 @@ def prepare(source: str, target: str, test: str | None, *, mode: str, data_dir: 
     for name, k in (("source", k_s), ("target", k_t)):
         if k < 2:
             raise ValueError(f"the {name} set has {k} class; a classifier needs at least 2")
-    return Problem(src, tgt, tst, k_s, k_t)
+    return Problem(src, tgt, tst, k_s, k_t, class_warnings(src, tgt, k_t, mode=mode))
+
+
+def class_warnings(src: ImageSet, tgt: ImageSet, k_t: int, *, mode: str) -> list[str]:
+    """Refuse (noisy mode) a target class without source samples; return, and log, a warning for
+    source classes the target lacks (noisy mode) and for target classes of a single sample."""
+    n_src = torch.bincount(src.y, minlength=k_t)
+    n_tgt = torch.bincount(tgt.y, minlength=k_t)
+    warnings = []
+    if mode == "noisy":
+        orphan = [c for c in range(k_t) if n_tgt[c] > 0 and n_src[c] == 0]
+        if orphan:
+            raise ValueError(f"the target {tgt.spec.text!r} has class(es) {orphan} but the source {src.spec.text!r} "
+                             "has no sample of them; noisy mode learns one classifier from the source's samples")
+        absent = [c for c in range(k_t) if n_tgt[c] == 0 and n_src[c] > 0]
+        if absent:
+            warnings.append(f"the target {tgt.spec.text!r} covers only {k_t - len(absent)} of the source's {k_t} "
+                            f"classes (none of {absent}): alpha of source samples of those classes is steered only "
+                            "by the other classes' target images")
+    single = [c for c in range(k_t) if n_tgt[c] == 1]
+    if single:
+        warnings.append(f"the target {tgt.spec.text!r} has a single sample of class(es) {single}: its accuracy "
+                        "and alpha's direction for those classes rest on one image each")
+    for w in warnings:
+        log.warning("fit: %s", w)
+    return warnings
 
 
 def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str = "auto", seed: int = 0,
-        device: str = "auto", true_labels: np.ndarray | None = None, flag_threshold: float = 0.1) -> dict:
+        device: str = "auto", true_labels: np.ndarray | None = None, flag_threshold: float = 0.1,
+        on_epoch: Callable[[EpochStats], None] | None = None, workers: int = 2) -> dict:
     """Train SOSELETO on ``problem`` and write ``weights.csv``, ``model.pt``, ``metrics.json`` to ``outdir``.
 
     ``true_labels`` ``(N_s,)``: the true label of each source sample (see :func:`read_true_labels`);
     when given, alpha is scored as a detector of the mislabeled samples, flagged at
-    ``alpha < flag_threshold``.
+    ``alpha < flag_threshold``. ``outdir`` is locked while the run writes there; its resumable
+    state goes to ``outdir/.resume.pt`` after every epoch, a later run of the same settings and
+    data resumes from it, and it is removed once the outputs are written. ``on_epoch`` is called
+    with each epoch's stats; ``workers``: processes that decode a streamed source's images.
     """
-    mode = "noisy" if cfg.shared_classifier else "transfer"
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a directory")
+    out = check_out(outdir)
     if model != "auto" and model not in MODELS:
         raise ValueError(f"model={model!r} is unknown; choose auto or one of {sorted(MODELS)}")
     model = choose_model(problem.source.shape) if model == "auto" else model
     dev = resolve_device(device)
-    trainer, tensors = _trainer(problem, cfg, model=model, seed=seed, device=dev)
-    log.info("fit (%s mode) on %s: %d source, %d target samples, images %s, model %s",
-             mode, dev, len(tensors["source"]), len(tensors["target"]), problem.source.shape, model)
+    trainer, tensors = _trainer(problem, cfg, model=model, seed=seed, device=dev, workers=workers)
+    mode = "noisy" if cfg.shared_classifier else "transfer"
+    settings = {"mode": mode, "model": model, "seed": seed, "trainer": to_dict(cfg)}
+    ident = run_identity(settings, {n: _fingerprint(getattr(problem, n)) for n in ("source", "target", "test")})
+    with out_lock(out):
+        resume = out / RESUME_NAME
+        done = _resumable(resume, ident, out)
+        _announce(problem, cfg, model=model, device=dev, resume=resume if done else None, done=done)
+        history = _train(trainer, tensors, cfg, seed=seed, device=dev, resume=resume, identity=ident,
+                         on_epoch=on_epoch, done=done)
+        metrics, weights = _results(problem, trainer, tensors["source"], history, cfg, model=model)
+        if true_labels is not None:
+            metrics["detection"] = _detection(weights, problem.source, true_labels, flag_threshold)
+        settings = {**settings, "source": problem.source.spec.text, "target": problem.target.spec.text,
+                    "test": problem.test.spec.text if problem.test else None}
+        _write(out, trainer, problem, weights, metrics, settings, tensors["stats"], device=str(dev), resume=resume)
+        discard(resume)
+    return metrics
+
+
+def _fingerprint(s: ImageSet | None) -> str | None:
+    if s is None:
+        return None
+    return fingerprint(s.x, s.y) if s.x is not None else files_fingerprint(s.paths, s.y)
+
+
+def _resumable(resume: Path, identity: dict, out: Path) -> int:
+    """Epochs already done by the unfinished run in ``out`` (0 without one); raises ``ValueError``
+    when its resume file was written for other settings or data."""
+    if not resume.exists():
+        return 0
+    try:
+        state = load_checkpoint(resume, config=identity)
+    except ValueError as err:
+        raise ValueError(f"--out {str(out)!r} holds an unfinished run of other settings or data: {err} "
+                         f"(or choose another --out)") from None
+    return len(state.get("history", []))
+
+
+def _announce(problem: Problem, cfg: SoseletoConfig, *, model: str, device, resume: Path | None, done: int) -> None:
+    """The first log line: sizes, classes, steps per epoch, device and threads (before any epoch ends)."""
+    mode = "noisy" if cfg.shared_classifier else "transfer"
+    n_test = len(problem.test) if problem.test else 0
+    steps = math.ceil(len(problem.source) / cfg.source_batch)
+    threads = f", {torch.get_num_threads()} CPU threads" if device.type == "cpu" else ""
+    log.info("fit (%s mode): %d source, %d target, %d test samples; %d source classes, %d target classes; "
+             "images %s; model %s; %d steps per epoch x %d epochs; device %s%s",
+             mode, len(problem.source), len(problem.target), n_test, problem.n_source_classes,
+             problem.n_target_classes, problem.source.shape, model, steps, cfg.epochs, device, threads)
+    if resume is not None:
+        log.info("fit: resuming the unfinished run in %s after epoch %d/%d", resume, done, cfg.epochs)
+
+
+def _train(trainer: Soseleto, tensors: dict, cfg: SoseletoConfig, *, seed: int, device, resume: Path,
+           identity: dict, on_epoch, done: int) -> list[EpochStats]:
+    """The epochs (resumed from ``resume`` when it exists), with a progress bar on a terminal."""
     monitors = {"target_accuracy": lambda: trainer.accuracy(tensors["target"])}  # on images it trains on
     if "test" in tensors:
         monitors["test_accuracy"] = lambda: trainer.accuracy(tensors["test"])
-    history = train(trainer, tensors["source"], tensors["target"], schedule=cfg.schedule, seed=seed, device=dev,
-                    monitors=monitors, name="fit")
+    method = trainer
+    if is_terminal():
+        method = Progress(trainer, steps_per_epoch=math.ceil(len(tensors["source"]) / cfg.source_batch),
+                          epochs=cfg.epochs, first_epoch=done + 1)
+    return train(method, tensors["source"], tensors["target"], schedule=cfg.schedule, seed=seed, device=device,
+                 checkpoint=resume, identity=identity, monitors=monitors, on_epoch=on_epoch, name="fit")
+
+
+def _results(problem: Problem, trainer: Soseleto, source: Labeled, history: list[EpochStats], cfg: SoseletoConfig,
+             *, model: str) -> tuple[dict, pd.DataFrame]:
+    """``metrics.json``'s content and the weights table (ties in alpha broken by the final loss)."""
     alpha = trainer.alpha.cpu()
+    loss = final_losses(trainer, source)
+    at_min, at_max = int((alpha <= cfg.alpha_min).sum()), int((alpha >= cfg.alpha_max).sum())
+    if at_min > 1:
+        log.info("fit: %d source samples end at alpha = %g (the clip floor); weights.csv ranks them by their "
+                 "final loss, highest first", at_min, cfg.alpha_min)
     metrics = {
-        "mode": mode, "model": model, "epochs": cfg.epochs,
+        "mode": "noisy" if cfg.shared_classifier else "transfer", "model": model, "epochs": cfg.epochs,
         "n_source": len(problem.source), "n_target": len(problem.target), "n_test": len(problem.test) if problem.test else 0,
         "n_source_classes": problem.n_source_classes, "n_target_classes": problem.n_target_classes,
         "target_accuracy": history[-1].values["target_accuracy"],
         "test_accuracy": history[-1].values.get("test_accuracy"),
         "alpha": {"mean": float(alpha.mean()), "min": float(alpha.min()), "max": float(alpha.max()),
-                  "fraction_below_0.1": float((alpha < 0.1).float().mean())},
+                  "fraction_below_0.1": float((alpha < 0.1).float().mean()),
+                  "n_at_min": at_min, "n_at_max": at_max, "tie_break": "final_loss"},
+        "warnings": list(problem.warnings),
         "history": [h.record() for h in history],
     }
-    weights = weights_table(problem.source, alpha)
-    if true_labels is not None:
-        metrics["detection"] = _detection(weights, problem.source, true_labels, flag_threshold)
-    settings = {"mode": mode, "model": model, "seed": seed, "trainer": to_dict(cfg),
-                "source": problem.source.spec.text, "target": problem.target.spec.text,
-                "test": problem.test.spec.text if problem.test else None}
-    _write(out, trainer, problem, weights, metrics, settings, tensors["stats"], device=str(dev))
-    return metrics
+    return metrics, weights_table(problem.source, alpha, loss)
 
 
-def _trainer(problem: Problem, cfg: SoseletoConfig, *, model: str, seed: int, device) -> tuple[Soseleto, dict]:
-    """The network and SOSELETO state, and the sets as normalised tensors (statistics of source + target)."""
-    mean, std = channel_stats(torch.cat([problem.source.x, problem.target.x]))
+def final_losses(trainer: Soseleto, source: Labeled | StreamedImages, *, batch: int = 1024) -> torch.Tensor:
+    """Per-sample cross-entropy ``(N_s,)`` of the source under the trained source network (eval mode)."""
+    trainer.features.eval(), trainer.source_head.eval()
+    chunks = list(torch.arange(len(source)).split(batch))
+    out = []
+    with torch.no_grad():
+        for idx, x in zip(chunks, source.batches(chunks)):
+            y = source.y[idx.to(source.y.device)].to(trainer.device)
+            out.append(F.cross_entropy(trainer.source_head(trainer.features(x.to(trainer.device))), y,
+                                       reduction="none").cpu())
+    return torch.cat(out)
+
+
+def _trainer(problem: Problem, cfg: SoseletoConfig, *, model: str, seed: int, device,
+             workers: int = 2) -> tuple[Soseleto, dict]:
+    """The network and SOSELETO state, and the sets as normalised tensors (statistics of source +
+    target; of a streamed source, those of at most 2,048 of its images, all of them when it has no more)."""
+    src = problem.source
+    src_x = src.x if src.x is not None else sample(src.paths, mode=src.files.mode, size=src.files.size, seed=seed)
+    mean, std = channel_stats(torch.cat([src_x, problem.target.x]))
     tensors: dict = {"stats": (mean, std)}
     for name in ("source", "target", "test"):
         s = getattr(problem, name)
-        if s is not None:
+        if s is not None and s.x is None:
+            tensors[name] = StreamedImages(s.paths, s.y, mean=mean, std=std, size=s.files.size, mode=s.files.mode,
+                                           workers=workers)
+        elif s is not None:
             tensors[name] = Labeled(to_float(s.x, mean=mean, std=std), s.y)
     classes = [problem.n_source_classes] + ([] if cfg.shared_classifier else [problem.n_target_classes])
     features, heads = build(model, problem.source.shape, classes, seed=seed)
@@ -146,38 +271,61 @@ def _trainer(problem: Problem, cfg: SoseletoConfig, *, model: str, seed: int, de
 
 def _detection(weights: pd.DataFrame, source: ImageSet, true_labels: np.ndarray, threshold: float) -> dict:
     """Score alpha as a detector of the mislabeled source samples; adds true_label and suspect to ``weights``."""
-    mislabeled = true_labels != source.original_label.numpy()
+    mislabeled = true_labels[weights["position"].to_numpy()] != weights["label"].to_numpy()
     d = detection_metrics(weights["alpha"].to_numpy(), mislabeled, threshold=threshold)
-    weights["true_label"], weights["suspect"] = true_labels, weights["alpha"] < threshold
+    weights["true_label"], weights["suspect"] = true_labels[weights["position"].to_numpy()], weights["alpha"] < threshold
     log.info("mislabeled source samples: %d; alpha < %g flags %d: precision %.3f, recall %.3f; AUROC %.3f",
              d["n_noisy"], threshold, d["n_flagged"], d["precision"], d["recall"], d["auroc"])
     return d
 
 
 def _write(out: Path, trainer: Soseleto, problem: Problem, weights: pd.DataFrame, metrics: dict, settings: dict,
-           stats: tuple, *, device: str) -> None:
-    prov = provenance(settings, device=device)
-    write_csv(weights, out / "weights.csv", prov=prov)
-    save_checkpoint({
-        "features": trainer.features.state_dict(), "source_head": trainer.source_head.state_dict(),
-        "target_head": None if trainer.shared else trainer.target_head.state_dict(),
-        "in_shape": problem.source.shape, "n_source_classes": problem.n_source_classes,
-        "n_target_classes": problem.n_target_classes, "mean": stats[0], "std": stats[1], "provenance": prov,
-    }, out / "model.pt", config=settings)
-    write_json(metrics, out / "metrics.json", prov=prov)
+           stats: tuple, *, device: str, resume: Path) -> None:
+    """Write the three outputs (and the provenance sidecar) into a staging folder, then move them into
+    ``out`` together: a full disk or any other failure leaves none of them, and the resume file."""
+    prov = json.loads(json.dumps(provenance(settings, device=device), default=str))  # plain values only
+    staging = out / f".staging-{os.getpid()}"
+    names = ("weights.csv", "weights.csv.provenance.json", "model.pt", "metrics.json")
+    try:
+        write_csv(weights.drop(columns="position"), staging / "weights.csv", prov=prov)
+        save_checkpoint({
+            "features": trainer.features.state_dict(), "source_head": trainer.source_head.state_dict(),
+            "target_head": None if trainer.shared else trainer.target_head.state_dict(),
+            "in_shape": list(problem.source.shape), "n_source_classes": problem.n_source_classes,
+            "n_target_classes": problem.n_target_classes, "mean": stats[0], "std": stats[1], "provenance": prov,
+        }, staging / "model.pt", config=settings)
+        write_json(metrics, staging / "metrics.json", prov=prov)
+        for name in names:
+            os.replace(staging / name, out / name)
+    except OSError as err:
+        if no_space(err):
+            raise OSError(err.errno, f"no space left on the device while writing the outputs into {str(out)!r} "
+                          f"({err}); none of them was written. The trained state stays in {str(resume)!r}: run the "
+                          "same command again once there is space and it only writes them") from err
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("test accuracy %s; wrote %s", metrics["test_accuracy"],
              ", ".join(str(out / f) for f in ("weights.csv", "model.pt", "metrics.json")))
 
 
-def weights_table(source: ImageSet, alpha: torch.Tensor) -> pd.DataFrame:
-    """``index, label, alpha, rank`` per source sample (rank 1 = lowest alpha; ties by order)."""
-    order = torch.argsort(alpha, stable=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(1, len(alpha) + 1)
+def weights_table(source: ImageSet, alpha: torch.Tensor, loss: torch.Tensor | None = None) -> pd.DataFrame:
+    """One row per source sample, ordered by ``rank`` (1 = the most suspect): ``index, label, alpha,
+    final_loss, rank`` (+ ``path`` for an ImageFolder) and ``position`` (row in ``source``).
+
+    Rank follows alpha, lowest first; samples of equal alpha (many end at the clip floor) are
+    ordered by ``final_loss`` (``(N_s,)``, the per-sample loss under the trained network),
+    highest first, then by position.
+    """
+    loss = torch.zeros_like(alpha) if loss is None else loss
+    order = np.lexsort((-loss.numpy().astype(np.float64), alpha.numpy().astype(np.float64)))
     df = pd.DataFrame({"index": source.index.numpy(), "label": source.original_label.numpy(),
-                       "alpha": alpha.numpy(), "rank": rank.numpy()})
+                       "alpha": alpha.numpy(), "final_loss": loss.numpy()})
     if source.paths:
         df["path"] = source.paths
+    df["position"] = np.arange(len(df))
+    df = df.iloc[order].reset_index(drop=True)
+    df.insert(4, "rank", np.arange(1, len(df) + 1))
     return df
 
 
@@ -205,8 +353,14 @@ def read_true_labels(path: str | os.PathLike, source: ImageSet) -> np.ndarray:
 
 def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     """Rebuild ``(features, target head, saved state)`` from a ``model.pt``; inputs must be
-    normalised with the saved ``mean``/``std`` (:func:`soseleto.data.images.to_float`)."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    normalised with the saved ``mean``/``std`` (:func:`soseleto.data.images.to_float`).
+
+    The file is read with ``weights_only=True`` (:func:`soseleto.core.checkpoint.safe_load`): one
+    that stores anything but tensors and plain values (e.g. a pickled function) is refused with a
+    ``ValueError`` naming it, and none of its code runs."""
+    state = safe_load(path, map_location=device)
+    if not isinstance(state, dict) or not {"config", "features", "in_shape"} <= set(state):
+        raise ValueError(f"{os.fspath(path)!r} is not a model.pt written by soseleto fit")
     cfg = state["config"]
     features, dim = build_features(cfg["model"], tuple(state["in_shape"]))
     features.load_state_dict(state["features"])
@@ -221,12 +375,15 @@ def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.
 
 def main(args: argparse.Namespace, cfg: SoseletoConfig) -> int:
     """Entry point of ``soseleto fit`` (its options: :func:`soseleto.cli.fit_arguments`)."""
+    check_out(args.out)  # before the data are read
+    if getattr(args, "threads", None) is not None:
+        torch.set_num_threads(args.threads)
     problem = prepare(args.source, args.target, args.test, mode=args.mode, data_dir=args.data_dir,
                       download=args.download, gray=args.gray, size=args.size,
-                      target_per_class=args.target_per_class, seed=args.seed)
+                      target_per_class=args.target_per_class, seed=args.seed, stream=args.stream)
     true_labels = None if args.true_labels is None else read_true_labels(args.true_labels, problem.source)
     metrics = run(problem, args.out, cfg=cfg, model=args.model, seed=args.seed, device=args.device,
-                  true_labels=true_labels, flag_threshold=args.flag_threshold)
+                  true_labels=true_labels, flag_threshold=args.flag_threshold, workers=args.workers)
     print(f"test accuracy: {metrics['test_accuracy']}  target accuracy: {metrics['target_accuracy']:.4f}  "
           f"outputs: {args.out}")
     return 0

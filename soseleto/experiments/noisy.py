@@ -122,7 +122,10 @@ def load_sets(split_cfg: NoisySplitConfig, data: DataConfig, split: pd.DataFrame
     """The split's sets, standardised per channel with the statistics of every image that is not test."""
     x, y = sets.load_labelled(split_cfg.dataset, "train", data)
     if len(split) != len(y) or not np.array_equal(split.true_label.to_numpy(), y.numpy()):
-        raise ValueError(f"the split does not match the data set {split_cfg.dataset!r} (different data?); rebuild it")
+        what = (f"{len(split)} rows for {len(y)} samples" if len(split) != len(y) else
+                f"row {int(np.flatnonzero(split.true_label.to_numpy() != y.numpy())[0])} has another label")
+        raise ValueError(f"the split does not match the data set {split_cfg.dataset!r} ({what}: written for "
+                         "different data?); delete the split file to rebuild it")
     test_rows = split.role.to_numpy() == "test"
     mean, std = images.channel_stats(x[torch.from_numpy(~test_rows)] if test_rows.any() else x)
 
