@@ -50,9 +50,10 @@ def check_plain(obj: Any, where: str = "state") -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, config: Any) -> None:
-    """Write ``state`` plus ``config`` to ``path`` atomically (temporary file, then rename); both
-    must be plain (:func:`check_plain`), so that :func:`safe_load` can read them back."""
-    full = {**state, "config": config}
+    """Write ``state`` plus ``config`` to ``path`` atomically (temporary file, then rename).
+    ``config`` is made plain (:func:`soseleto.config.plain`: dataclasses become dicts) and the
+    state must be (:func:`check_plain`), so that :func:`safe_load` can read them back."""
+    full = {**state, "config": plain(config)}
     check_plain(full, f"checkpoint {os.fspath(path)!r}")
     with atomic_path(path) as tmp:
         torch.save(full, tmp)
@@ -94,7 +95,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any, map_location: str |
     if not isinstance(state, dict):
         # the file's content is wrong, not the type of an argument: a ValueError like the others
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict")  # noqa: TRY004
-    saved = state.get("config")
+    saved, config = state.get("config"), plain(config)
     if saved != config:
         diff = _diff(saved, config)
         raise ValueError(f"checkpoint {str(path)!r} was written for a different config ({diff}); delete it to start afresh")
