@@ -91,3 +91,16 @@ def test_plan_command_prints_the_table_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "| noisy | noisy_soseleto | 9 |" in out.stdout and "**Total:**" in out.stdout
+
+
+def test_auto_device_is_priced_as_cpu_without_a_visible_gpu(tmp_path, monkeypatch):
+    cfg = _config(tmp_path, device="auto")
+    monkeypatch.setattr(plan, "gpu_visible", lambda: False)
+    assert plan.default_device(cfg) == "cpu"
+    monkeypatch.setattr(plan, "gpu_visible", lambda: True)
+    assert plan.default_device(cfg) == "cuda"
+    assert plan.default_device(_config(tmp_path, device="cpu")) == "cpu"
+    monkeypatch.undo()
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert plan.gpu_visible() is False

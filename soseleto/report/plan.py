@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,8 +401,20 @@ def merge(into: dict, update: dict) -> dict:
 
 
 def default_device(cfg: WorkflowConfig) -> str:
-    """``cpu`` when the config pins training to the CPU, else ``cuda`` (``auto`` means a GPU when present)."""
-    return "cpu" if cfg.device == "cpu" else "cuda"
+    """The device the plan prices: ``cpu`` when the config pins training to the CPU, or says
+    ``auto`` and this machine shows no NVIDIA GPU; else ``cuda``. Torch-free, so the plan stays instant."""
+    if cfg.device == "cpu" or (cfg.device == "auto" and not gpu_visible()):
+        return "cpu"
+    return "cuda"
+
+
+def gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is visible here without importing torch: the driver lists one and
+    ``CUDA_VISIBLE_DEVICES`` does not hide them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (gpus.is_dir() and any(gpus.iterdir())) or shutil.which("nvidia-smi") is not None
 
 
 # -- measured: the epochs of finished runs ------------------------------------------------------------
