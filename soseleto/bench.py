@@ -3,7 +3,13 @@
 ``soseleto bench`` (or ``python -m soseleto bench``; options: :func:`soseleto.cli.bench_arguments`) times, in one process and interleaved, a plain
 step (forward, backward and SGD step of the source network on the source batch) and a full
 :meth:`soseleto.core.soseleto.Soseleto.step` (target pass, alpha products, source step, alpha update),
-on random data of each model's shapes, and writes their medians and ratio to a CSV file.
+on random data of each model's shapes, and writes their medians and ratio to a CSV file. With
+``--load N`` (default 1) it times both again with N CPU-heavy single-threaded processes beside it
+(:func:`busy`), as on a shared machine, into ``plain_ms_loaded``, ``soseleto_ms_loaded`` and
+``ratio_loaded``. What such a neighbour does to the ratio is thread oversubscription: with more
+torch threads than idle cores, every parallel region of a step waits for its slowest thread, and
+a SOSELETO step has more (and smaller) regions than a plain one. One thread per job keeps the ratio
+(README.md, "Step cost").
 
 Before timing, each model's alpha update is checked against the slow per-sample reference
 (:func:`soseleto.core.forward_mode.reference_alignment`) in float64 on the first ``CHECK_BATCH`` samples; a
@@ -25,11 +31,16 @@ same quantity on every device:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import logging
+import math
 import os
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -224,6 +235,31 @@ def _with_state(params, optimizer) -> list[torch.Tensor]:
     return out
 
 
+# A CPU-heavy neighbour: single-threaded matrix products (compute and memory traffic), until its
+# parent is gone -- so that a benchmark killed outright leaves no process spinning behind it.
+_BUSY = """
+import os, numpy as np
+parent, a = os.getppid(), np.random.default_rng(0).random((256, 256))
+while os.getppid() == parent:
+    a = np.tanh(a @ a)
+"""
+
+
+@contextlib.contextmanager
+def busy(n: int) -> Iterator[list[subprocess.Popen]]:
+    """Run ``n`` CPU-heavy processes (one thread each) beside the caller while the block runs."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _BUSY], env=env) for _ in range(n)]
+    try:
+        if procs:
+            time.sleep(0.5)  # let them start spinning
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def check_stop(stop: StopRequest | None, where: str) -> None:
     """Raise :class:`soseleto.core.stop.Stopped` (exit status 143 / 130) when ``stop`` holds a
     signal: a benchmark cut short has nothing worth keeping, so nothing is written."""
@@ -233,10 +269,12 @@ def check_stop(stop: StopRequest | None, where: str) -> None:
         raise stop.stopped(message)
 
 
-def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None,
+def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None, load: int = 0,
         stop: StopRequest | None = None) -> pd.DataFrame:
     """Check, time and measure each model in ``models``; one row per model (columns: see :func:`main`).
-    ``stop``: checked between the phases of each model and between timed repetitions."""
+    ``load``: the steps are timed again with that many CPU-heavy processes beside (:func:`busy`),
+    into the ``*_loaded`` columns. ``stop``: checked between the phases of each model and between
+    timed repetitions."""
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -250,18 +288,24 @@ def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int 
         if not err <= CHECK_TOL:
             raise RuntimeError(f"{name}: alpha update differs from the reference (max rel. error {err:.2e})")
         plain_ms, sos_ms, method = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
+        loaded = (math.nan, math.nan)
+        if load:
+            with busy(load):
+                loaded = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)[:2]
         check_stop(stop, f"before the memory measurement of {name}")
         plain_mb = peak_memory_mb(s, dev, "plain")
         sos_mb = peak_memory_mb(s, dev, "soseleto")
         rows.append({
             "model": name, "device": str(dev), "threads": torch.get_num_threads(), "alignment": method,
             "source_batch": s.source_batch, "target_batch": s.target_batch, "reps": reps,
-            "plain_ms": plain_ms, "soseleto_ms": sos_ms, "ratio": sos_ms / plain_ms,
+            "plain_ms": plain_ms, "soseleto_ms": sos_ms, "ratio": sos_ms / plain_ms, "load": load,
+            "plain_ms_loaded": loaded[0], "soseleto_ms_loaded": loaded[1], "ratio_loaded": loaded[1] / loaded[0],
             "plain_peak_mb": plain_mb, "soseleto_peak_mb": sos_mb, "mem_ratio": sos_mb / plain_mb,
             "alpha_check_max_rel_err": err,
         })
-        log.info("%s: plain %.1f ms, soseleto %.1f ms (x%.2f, %s); peak %.0f / %.0f MiB (x%.2f); alpha err %.1e",
-                 name, plain_ms, sos_ms, sos_ms / plain_ms, method, plain_mb, sos_mb, sos_mb / plain_mb, err)
+        log.info("%s: plain %.1f ms, soseleto %.1f ms (x%.2f, %s); with %d busy process(es) beside x%.2f; "
+                 "peak %.0f / %.0f MiB (x%.2f); alpha err %.1e", name, plain_ms, sos_ms, sos_ms / plain_ms, method,
+                 load, loaded[1] / loaded[0], plain_mb, sos_mb, sos_mb / plain_mb, err)
     return pd.DataFrame(rows)
 
 
@@ -272,7 +316,8 @@ def run_args(args: argparse.Namespace) -> int:
         logs.setup()
     reps, warmup = (3, 1) if args.quick else (args.reps, 2)
     with stop_requests() as stop:  # SIGTERM / Ctrl-C: stop between repetitions, exit 143 / 130
-        df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads, stop=stop)
+        df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads, load=args.load,
+                 stop=stop)
         check_stop(stop, "after the last measurement")
     write_csv(df, args.out, prov=provenance({k: v for k, v in vars(args).items() if k != "func"}, lr_p=LR_P, momentum=MOMENTUM, check_batch=CHECK_BATCH))
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

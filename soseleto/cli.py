@@ -203,6 +203,9 @@ def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="CI mode: 3 repetitions, 1 warm-up step")
     parser.add_argument("--models", nargs="+", default=list(defaults.models), choices=models)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--load", type=int, default=defaults.load, metavar="N",
+                        help="time both steps again with N CPU-heavy processes beside (the *_loaded columns); "
+                             "0: only on the machine as it is (default: %(default)s)")
     parser.add_argument("--out", default="results/benchmarks/step_cost.csv", help="(default: %(default)s)")
     return parser
 

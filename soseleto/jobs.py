@@ -251,7 +251,8 @@ def step_cost(job: Job) -> None:
     from soseleto.cli import bench_arguments
 
     b = job.cfg("bench")
-    argv = ["--device", job.params["device"], "--reps", str(b.reps), "--out", job.output["csv"], "--models", *b.models]
+    argv = ["--device", job.params["device"], "--reps", str(b.reps), "--load", str(b.load), "--out", job.output["csv"],
+            "--models", *b.models]
     argv += ["--quick"] if b.quick else []
     argv += ["--threads", str(b.threads)] if b.threads else []
     bench.run_args(bench_arguments(argparse.ArgumentParser()).parse_args(argv))

@@ -23,10 +23,56 @@ def test_quick_bench_writes_finite_csv_with_provenance(tmp_path):
     assert set(COLUMNS) <= set(df.columns) and len(df) == 1
     row = df.iloc[0]
     assert row.model == "lenet" and row.device == "cpu" and row.alignment == "ghost"
-    for col in ("plain_ms", "soseleto_ms", "ratio", "plain_peak_mb", "soseleto_peak_mb", "mem_ratio"):
+    for col in ("plain_ms", "soseleto_ms", "ratio", "plain_peak_mb", "soseleto_peak_mb", "mem_ratio",
+                "plain_ms_loaded", "soseleto_ms_loaded", "ratio_loaded"):
         assert math.isfinite(row[col]) and row[col] > 0, col
+    assert row.load == 1  # the default: timed again beside one busy process
     assert row.alpha_check_max_rel_err <= bench.CHECK_TOL
     assert (tmp_path / "step_cost.csv.provenance.json").exists()
+
+
+def test_load_zero_times_only_the_machine_as_it_is():
+    df = bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0)
+    assert df.load[0] == 0 and math.isnan(df.ratio_loaded[0]) and df.ratio[0] > 0
+
+
+def test_busy_processes_spin_while_the_block_runs_and_are_gone_after():
+    import time
+
+    def cpu_ticks(pid):  # user + system time of a process, from /proc
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    with bench.busy(2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)  # running
+        before = [cpu_ticks(p.pid) for p in procs]
+        time.sleep(0.5)
+        assert all(cpu_ticks(p.pid) > b for p, b in zip(procs, before))  # and using the CPU
+    assert all(p.poll() is not None for p in procs)  # killed and reaped
+
+
+def test_busy_processes_end_when_their_parent_dies(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time\nfrom soseleto import bench\nwith bench.busy(1) as p:\n"
+            "    print(p[0].pid, flush=True)\n    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: no finally runs; the busy child must notice and stop by itself
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{child}/stat").read().split()[2] == "Z":  # exited, waiting to be reaped by init
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("a busy process outlived its parent")
 
 
 @pytest.mark.parametrize("model", ["cifar_quick", "resnet18"])

@@ -268,6 +268,8 @@ class BenchConfig(Section):
     reps: int = opt(20, "timed repetitions of each step type (median reported)", ge=1)
     quick: bool = opt(False, "3 repetitions and 1 warm-up (CI)")
     threads: int | None = opt(None, "torch CPU threads; null = torch's default", ge=1)
+    load: int = opt(1, "CPU-heavy processes started beside a second timing of both steps (the loaded ratio); "
+                       "0 = time on the quiet machine only", ge=0)
 
 
 @dataclass(frozen=True)
