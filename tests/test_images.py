@@ -20,10 +20,11 @@ def test_class_balanced_indices_and_remap():
     assert len(draws) > 1
 
 
-def test_subset_classes_and_remap_in_the_order_given():
+def test_class_rows_and_remap_in_the_order_given():
     x = torch.arange(6).view(6, 1, 1, 1).to(torch.uint8)
     y = torch.tensor([3, 1, 0, 3, 2, 1])
-    xs, ys, idx = images.subset_classes(x, y, [3, 1])
+    idx = images.class_rows(y, [3, 1])
+    xs, ys = x[idx], y[idx]
     assert idx.tolist() == [0, 1, 3, 5] and ys.tolist() == [3, 1, 3, 1] and xs.flatten().tolist() == [0, 1, 3, 5]
     assert images.remap_labels(ys, [3, 1]).tolist() == [0, 1, 0, 1]
     with pytest.raises(ValueError, match=r"labels outside classes=\[3, 1\]"):

@@ -55,11 +55,9 @@ def class_balanced_indices(y: torch.Tensor, per_class: int, *, seed: int, classe
     return torch.cat(picks).sort().values
 
 
-def subset_classes(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep only samples whose label is in ``classes``; returns ``(x, y, original_indices)``."""
-    keep = torch.isin(y, torch.as_tensor(classes))
-    idx = torch.nonzero(keep).flatten()
-    return x[idx], y[idx], idx
+def class_rows(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    """The rows ``(M,)`` of the samples whose label ``y`` is in ``classes``, in order."""
+    return torch.nonzero(torch.isin(y, torch.as_tensor(classes))).flatten()
 
 
 def remap_labels(y: torch.Tensor, classes: list[int]) -> torch.Tensor:

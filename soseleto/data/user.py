@@ -146,7 +146,7 @@ def _keep_classes(spec: SetSpec, y: torch.Tensor, n_classes: int, names: list[st
         bad = [c for c in spec.classes if c >= n_classes]
         if bad:
             raise ValueError(f"{spec.text!r}: classes {bad} are not labels of this set (labels 0..{n_classes - 1})")
-        index = torch.nonzero(torch.isin(y, torch.as_tensor(spec.classes))).flatten()
+        index = images.class_rows(y, list(spec.classes))
         original = y[index]
         y = images.remap_labels(original, list(spec.classes))
         n_classes = len(spec.classes)
