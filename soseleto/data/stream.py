@@ -10,6 +10,7 @@ exactly the batches of the in-memory path: a streamed run equals an in-memory on
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from soseleto.data import files
+from soseleto.data.images import to_float
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class LazyFiles:
     mode: str
     size: tuple[int, int] | None
     shape: tuple[int, int, int]
+
+    @classmethod
+    def probe(cls, first: str, *, mode: str | None = None, size: tuple[int, int] | None = None) -> LazyFiles:
+        """The decoding of a set whose first image file is ``first``: ``mode`` (``None``: gray when that
+        image is gray, else RGB: the rule of ``read_folder``), ``size``, and the shape it gives."""
+        arr, mode = files.read_image(first, mode, size, first)
+        return cls(mode, size, (arr.shape[2], arr.shape[0], arr.shape[1]))
 
 
 def list_folder(root: str | Path) -> tuple[list[str], torch.Tensor, list[str]]:
@@ -45,11 +54,6 @@ def decode(path: str, *, mode: str, size: tuple[int, int] | None = None) -> torc
     bilinearly to ``size`` (H, W) when given (as :func:`soseleto.data.files.read_folder` does)."""
     arr, _ = files.read_image(path, mode, size, path)
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # (C, H, W)
-
-
-def image_mode(path: str) -> str:
-    """``"L"`` for a gray image file, ``"RGB"`` otherwise (the rule of ``read_folder``)."""
-    return files.read_image(path, None, None, path)[1]
 
 
 def sample(paths: Sequence[str], *, mode: str, size: tuple[int, int] | None = None, limit: int = 2048,
@@ -74,19 +78,19 @@ def files_fingerprint(paths: Sequence[str], y: torch.Tensor) -> str:
 
 
 class _Files(torch.utils.data.Dataset):
-    """Index -> uint8 ``(C, H, W)``; checks every image against the first one's shape."""
+    """Index -> uint8 ``(C, H, W)``; checks every image against the set's shape."""
 
-    def __init__(self, paths: Sequence[str], mode: str, size: tuple[int, int] | None, shape: tuple[int, ...]):
-        self.paths, self.mode, self.size, self.shape = paths, mode, size, shape
+    def __init__(self, paths: Sequence[str], lazy: LazyFiles):
+        self.paths, self.lazy = paths, lazy
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        img = decode(self.paths[i], mode=self.mode, size=self.size)
-        if tuple(img.shape) != self.shape:
+        img = decode(self.paths[i], mode=self.lazy.mode, size=self.lazy.size)
+        if tuple(img.shape) != self.lazy.shape:
             raise ValueError(f"image {self.paths[i]!r} has shape {tuple(img.shape)} (C, H, W), the set has "
-                             f"{self.shape}; give a size (fit: --size HxW) to resize them all")
+                             f"{self.lazy.shape}; give a size (fit: --size HxW) to resize them all")
         return img
 
 
@@ -115,18 +119,21 @@ class StreamedImages:
         if workers < 0:
             raise ValueError(f"workers={workers} is invalid; give 0 (decode in this process) or more")
         self.paths, self.y = list(paths), y
-        self.mode = mode or image_mode(self.paths[0])
-        self.size, self.workers, self.device = size, workers, torch.device(device)
+        self.lazy = LazyFiles.probe(self.paths[0], mode=mode, size=size)
+        self.workers, self.device = workers, torch.device(device)
         self.mean, self.std = mean.to(self.device), std.to(self.device)
-        self.shape = tuple(decode(self.paths[0], mode=self.mode, size=size).shape)  # (C, H, W)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return self.lazy.shape
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def to(self, device: torch.device | str) -> StreamedImages:
         """The same files, delivered to ``device`` (nothing is moved: only labels live in memory)."""
-        out = object.__new__(StreamedImages)
-        out.__dict__.update(self.__dict__)
+        out = copy.copy(self)
         out.device = torch.device(device)
         out.y, out.mean, out.std = self.y.to(out.device), self.mean.to(out.device), self.std.to(out.device)
         return out
@@ -137,11 +144,8 @@ class StreamedImages:
             return iter(())
         order = [c.tolist() for c in chunks]
         loader = torch.utils.data.DataLoader(
-            _Files(self.paths, self.mode, self.size, self.shape), batch_sampler=order, num_workers=self.workers,
+            _Files(self.paths, self.lazy), batch_sampler=order, num_workers=self.workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
-        return (self._standardise(x) for x in loader)
-
-    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True).float().div_(255.0)  # (B, C, H, W)
-        return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        # uint8 crosses to the device (a quarter of float32's bytes) and is standardised there
+        return (to_float(x.to(self.device, non_blocking=True), mean=self.mean, std=self.std) for x in loader)

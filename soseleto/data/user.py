@@ -132,9 +132,8 @@ def load_streamed(spec: SetSpec | str, *, size: tuple[int, int] | None = None, g
     n_rows = len(y)
     index, original, y, n_classes, names = _keep_classes(spec, y, len(names), names)
     paths = [paths[i] for i in index.tolist()]
-    mode = "L" if gray else stream.image_mode(paths[0])
-    shape = tuple(stream.decode(paths[0], mode=mode, size=size).shape)
-    return ImageSet(spec, None, y, n_classes, index, original, names, paths, n_rows, stream.LazyFiles(mode, size, shape))
+    lazy = stream.LazyFiles.probe(paths[0], mode="L" if gray else None, size=size)
+    return ImageSet(spec, None, y, n_classes, index, original, names, paths, n_rows, lazy)
 
 
 def _keep_classes(spec: SetSpec, y: torch.Tensor, n_classes: int, names: list[str] | None):
