@@ -89,14 +89,12 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
 def _fit(args: argparse.Namespace) -> int:
     cfg = SoseletoConfig(**{name: getattr(args, name) for name in TRAINER_FLAGS.values()},
                          shared_classifier=args.mode == "noisy")
-    import errno
-
-    from soseleto.experiments import fit
+    from soseleto.experiments import fit, fit_session
 
     try:
         return fit.main(args, cfg)
     except OSError as err:  # a full disk: the message says what was (not) written
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(err, FileNotFoundError):
+        if not fit_session.no_space(err):
             raise
         print(f"soseleto: error: {err.strerror}", file=sys.stderr)
         return 1
