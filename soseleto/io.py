@@ -92,9 +92,14 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
     """What produced a result: config values, package versions, git commit, time, plus ``extra``."""
     import torch
 
+    return base_provenance(config, torch_version=torch.__version__, **extra)
+
+
+def base_provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
+    """:func:`provenance` without torch's version, so without importing torch: for what is
+    computed where torch is not loaded (the cost plan)."""
     return {
         "soseleto_version": __version__,
-        "torch_version": torch.__version__,
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,

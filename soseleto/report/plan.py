@@ -327,22 +327,16 @@ def render_markdown(result: dict[str, Any], *, source: str = "") -> str:
 def write_plan(result: dict[str, Any], out_csv: str | os.PathLike, out_md: str | os.PathLike, *,
                config: Any = None) -> None:
     """``cost_plan.csv`` (one row per rule, :data:`COLUMNS`), ``cost_plan.md`` and their provenance."""
-    import datetime as dt
+    from soseleto.io import atomic_path, base_provenance, write_json, write_markdown
 
-    from soseleto import __version__
-    from soseleto.io import atomic_path, git_commit, write_json
-
+    prov = base_provenance(config, **{k: result[k] for k in ("device", "cores", "gpus", "jobs", "training_jobs",
+                                                              "hours", "wall_hours")})
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(result["rows"])
-    with atomic_path(out_md) as tmp:
-        tmp.write_text(render_markdown(result))
-    prov = {"soseleto_version": __version__, "git_commit": git_commit(),
-            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "config": config,
-            **{k: result[k] for k in ("device", "cores", "gpus", "jobs", "training_jobs", "hours", "wall_hours")}}
-    for path in (out_csv, out_md):
-        write_json(prov, f"{path}.provenance.json")
+    write_json(prov, f"{out_csv}.provenance.json")
+    write_markdown(render_markdown(result), out_md, prov=prov)
 
 
 def _hours(h: float) -> str:
