@@ -47,6 +47,15 @@ def all_cores(workflow: Any) -> int:
         return 1
 
 
+def gpu_slots(workflow: Any) -> int | None:
+    """Snakemake's ``--resources gpu=N`` (the training jobs it runs at once), or ``None`` when not given."""
+    try:
+        value = workflow.global_resources.get("gpu")
+        return None if value is None else int(getattr(value, "value", value))
+    except Exception:  # an older or newer Snakemake that keeps its resources elsewhere: the plan assumes 1 per card
+        return None
+
+
 def run(smk: Any) -> None:
     """Entry point of ``workflow/scripts/job.py``: run the function of the job's rule."""
     job = Job(smk.rule, dict(smk.input.items()), dict(smk.output.items()), dict(smk.params.items()),
@@ -60,7 +69,11 @@ def run_job(job: Job) -> None:
         raise ValueError(f"rule {job.rule!r} has no job function; known: {sorted(JOBS)}")
     import torch
 
+    from soseleto.core.device import spread
+
     torch.set_num_threads(max(1, int(job.threads)))  # CPU runs use the cores Snakemake granted
+    if "device" in job.params:  # several cards: jobs that say auto spread over them
+        job.params["device"] = spread(job.params["device"])
     JOBS[job.rule](job)
 
 
