@@ -32,7 +32,9 @@ include: "workflow/rules/peers.smk"
 
 # Before the first job: the jobs to run, their SGD steps and projected hours (soseleto plan).
 onstart:
-    PLAN.show_pending(CFG, workflow.dag, cores=all_cores(workflow))
+    PLAN.show_pending(
+        CFG, workflow.dag, cores=all_cores(workflow), gpu_slots=gpu_slots(workflow)
+    )
 
 
 rule all:

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 CHECK_BATCH = 8  # source samples in the alpha check (the reference does one backward per sample)
 CHECK_TOL = 1e-6  # max relative error of the alpha change, float64
+COMPILE_TOL = 1e-3  # max difference of compiled and eager steps, relative to their change (float32, other fusions)
 LR_P, MOMENTUM = 1e-3, 0.9
 
 
@@ -82,7 +83,7 @@ SETTINGS = {
 }
 
 
-class _Case:
+class Case:
     """Identical initial networks for the plain and the SOSELETO step, and one batch of each set."""
 
     def __init__(self, s: Setting, device: torch.device, *, source_batch=None, seed=0):
@@ -130,7 +131,7 @@ def alpha_check(s: Setting, device: torch.device) -> float:
 
 
 def _alpha_check(s: Setting, device: torch.device) -> float:
-    case = _Case(s, device, source_batch=min(CHECK_BATCH, s.source_batch))
+    case = Case(s, device, source_batch=min(CHECK_BATCH, s.source_batch))
     features, head, target_head = copy.deepcopy(case.nets)
     tgt = head if target_head is None else target_head
     loss_t = F.cross_entropy(tgt(features(case.xt)), case.yt)
@@ -147,13 +148,21 @@ def _alpha_check(s: Setting, device: torch.device) -> float:
     return float((change - expected).abs().max() / expected.abs().max())
 
 
-def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int,
-               stop: StopRequest | None = None) -> tuple[float, float, str]:
-    """Median milliseconds of a plain and a SOSELETO step, interleaved; and the alignment method.
-    ``stop``: checked between repetitions (:func:`check_stop`)."""
-    case = _Case(s, device)
+def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int, stop: StopRequest | None = None,
+               compile_mode: str | None = None) -> tuple[float, float, str, float]:
+    """Median milliseconds of a plain and a SOSELETO step, interleaved; the alignment method; and,
+    with ``compile_mode`` (``torch.compile``'s ``mode``; both steps compiled, the first repetitions
+    include the compilation), :func:`compiled_error` (else NaN). ``stop``: checked between
+    repetitions (:func:`check_stop`)."""
+    case = Case(s, device)
     tr = case.trainer()
-    steps = {"plain": case.plain_step, "soseleto": lambda: tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)}
+    plain, sos = case.plain_step, lambda: tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)
+    err = math.nan
+    if compile_mode:
+        plain, step = torch.compile(case.plain_step, mode=compile_mode), torch.compile(tr.step, mode=compile_mode)
+        err = compiled_error(case, tr, step)
+        sos, warmup = (lambda: step(case.xs, case.ys, case.idx, case.xt, case.yt)), max(warmup, 3)  # recompiles
+    steps = {"plain": plain, "soseleto": sos}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for rep in range(warmup + reps):
         check_stop(stop, f"while timing {s.model} (repetition {rep + 1} of {warmup + reps})")
@@ -164,14 +173,35 @@ def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int,
             _sync(device)
             if rep >= warmup:
                 times[name].append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times["plain"]), statistics.median(times["soseleto"]), tr.alignment
+    return statistics.median(times["plain"]), statistics.median(times["soseleto"]), tr.alignment, err
+
+
+def compiled_error(case: Case, tr: Soseleto, compiled) -> float:
+    """Largest difference between two steps of ``tr`` taken eagerly and by ``compiled`` (its
+    ``torch.compile``d ``step``) from the same state, relative to the largest change the eager steps
+    made to the same tensor, over alpha and every parameter; ``tr`` is left after the compiled steps. Two steps: the
+    second runs with momentum and the running averages in use."""
+    eager = copy.deepcopy(tr)
+    before = [t.detach().clone() for t in _trainer_tensors(tr)]
+    for _ in range(2):
+        eager.step(case.xs, case.ys, case.idx, case.xt, case.yt)
+        compiled(case.xs, case.ys, case.idx, case.xt, case.yt)
+    worst = 0.0
+    for e, c, b in zip(_trainer_tensors(eager), _trainer_tensors(tr), before):
+        change = float((e - b).abs().max())
+        worst = max(worst, float((e - c).abs().max()) / change if change else float((e != c).any()) * math.inf)
+    return worst
+
+
+def _trainer_tensors(tr: Soseleto) -> list[torch.Tensor]:
+    return [tr.alpha, *(p.detach() for group in tr.optimizer.param_groups for p in group["params"])]
 
 
 def peak_memory_mb(s: Setting, device: torch.device, kind: str) -> float:
     """Peak bytes of live tensors during one steady-state step of ``kind`` ('plain' or
     'soseleto'), in MiB: the tensors that step type holds between steps (parameters, gradients,
     optimiser state, alpha, its batches) plus the most the step adds on top of them."""
-    case = _Case(s, device)
+    case = Case(s, device)
     if kind == "plain":
         fn, held = case.plain_step, case.plain_state
         case.nets = None
@@ -223,7 +253,7 @@ def _storage_bytes(tensors) -> int:
     return sum(storages.values())
 
 
-def _trainer_state(tr: Soseleto, case: _Case) -> list[torch.Tensor]:
+def _trainer_state(tr: Soseleto, case: Case) -> list[torch.Tensor]:
     params = [p for group in tr.optimizer.param_groups for p in group["params"]]
     return _with_state(params, tr.optimizer) + [tr.alpha, case.xs, case.ys, case.idx, case.xt, case.yt]
 
@@ -270,11 +300,12 @@ def check_stop(stop: StopRequest | None, where: str) -> None:
 
 
 def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None, load: int = 0,
-        stop: StopRequest | None = None) -> pd.DataFrame:
+        compile_mode: str | None = None, stop: StopRequest | None = None) -> pd.DataFrame:
     """Check, time and measure each model in ``models``; one row per model (columns: see :func:`main`).
     ``load``: the steps are timed again with that many CPU-heavy processes beside (:func:`busy`),
-    into the ``*_loaded`` columns. ``stop``: checked between the phases of each model and between
-    timed repetitions."""
+    into the ``*_loaded`` columns. ``compile_mode``: timed again compiled (``torch.compile``), into
+    the ``*_compiled`` columns, after :func:`compiled_error` is checked against ``COMPILE_TOL``.
+    ``stop``: checked between the phases of each model and between timed repetitions."""
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -287,25 +318,33 @@ def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int 
         err = alpha_check(s, dev)
         if not err <= CHECK_TOL:
             raise RuntimeError(f"{name}: alpha update differs from the reference (max rel. error {err:.2e})")
-        plain_ms, sos_ms, method = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
-        loaded = (math.nan, math.nan)
+        plain_ms, sos_ms, method, _ = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
+        loaded = compiled = (math.nan, math.nan, None, math.nan)
         if load:
             with busy(load):
-                loaded = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)[:2]
+                loaded = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
+        if compile_mode:
+            compiled = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop, compile_mode=compile_mode)
+            if not compiled[3] <= COMPILE_TOL:
+                raise RuntimeError(f"{name}: the compiled step differs from the eager one (max rel. difference "
+                                   f"{compiled[3]:.2e}, more than {COMPILE_TOL:g})")
         check_stop(stop, f"before the memory measurement of {name}")
-        plain_mb = peak_memory_mb(s, dev, "plain")
-        sos_mb = peak_memory_mb(s, dev, "soseleto")
+        plain_mb, sos_mb = peak_memory_mb(s, dev, "plain"), peak_memory_mb(s, dev, "soseleto")
         rows.append({
             "model": name, "device": str(dev), "threads": torch.get_num_threads(), "alignment": method,
             "source_batch": s.source_batch, "target_batch": s.target_batch, "reps": reps,
             "plain_ms": plain_ms, "soseleto_ms": sos_ms, "ratio": sos_ms / plain_ms, "load": load,
             "plain_ms_loaded": loaded[0], "soseleto_ms_loaded": loaded[1], "ratio_loaded": loaded[1] / loaded[0],
+            "compile": compile_mode or "", "plain_ms_compiled": compiled[0], "soseleto_ms_compiled": compiled[1],
+            "ratio_compiled": compiled[1] / compiled[0], "compile_max_rel_diff": compiled[3],
             "plain_peak_mb": plain_mb, "soseleto_peak_mb": sos_mb, "mem_ratio": sos_mb / plain_mb,
             "alpha_check_max_rel_err": err,
         })
-        log.info("%s: plain %.1f ms, soseleto %.1f ms (x%.2f, %s); with %d busy process(es) beside x%.2f; "
-                 "peak %.0f / %.0f MiB (x%.2f); alpha err %.1e", name, plain_ms, sos_ms, sos_ms / plain_ms, method,
-                 load, loaded[1] / loaded[0], plain_mb, sos_mb, sos_mb / plain_mb, err)
+        beside = f"; with {load} busy process(es) beside x{loaded[1] / loaded[0]:.2f}" if load else ""
+        beside += (f"; compiled ({compile_mode}) plain {compiled[0]:.1f} ms, soseleto {compiled[1]:.1f} ms"
+                   if compile_mode else "")
+        log.info("%s: plain %.1f ms, soseleto %.1f ms (x%.2f, %s)%s; peak %.0f / %.0f MiB (x%.2f); alpha err %.1e",
+                 name, plain_ms, sos_ms, sos_ms / plain_ms, method, beside, plain_mb, sos_mb, sos_mb / plain_mb, err)
     return pd.DataFrame(rows)
 
 
@@ -317,7 +356,7 @@ def run_args(args: argparse.Namespace) -> int:
     reps, warmup = (3, 1) if args.quick else (args.reps, 2)
     with stop_requests() as stop:  # SIGTERM / Ctrl-C: stop between repetitions, exit 143 / 130
         df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads, load=args.load,
-                 stop=stop)
+                 compile_mode=getattr(args, "compile", None), stop=stop)
         check_stop(stop, "after the last measurement")
     write_csv(df, args.out, prov=provenance({k: v for k, v in vars(args).items() if k != "func"}, lr_p=LR_P, momentum=MOMENTUM, check_batch=CHECK_BATCH))
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -132,7 +132,8 @@ def _plan(args: argparse.Namespace) -> int:
 
     cfg, _ = plan.load_config(args.configfile or (), base=args.base)
     result = plan.plan(cfg, device=args.device or plan.default_device(cfg), cores=args.cores or os.cpu_count() or 1,
-                       gpus=args.gpus, bench_csv=args.bench, results=args.results)
+                       gpus=args.gpus, bench_csv=args.bench, results=args.results, jobs_per_gpu=args.jobs_per_gpu,
+                       share_csv=args.share)
     print(plan.render_markdown(result), end="")
     if args.measured:
         import glob
@@ -149,7 +150,11 @@ def plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), help="price the steps on this device (default: cpu when the "
                    "config says device: cpu, else cuda)")
     p.add_argument("--cores", type=int, help="CPU cores for the jobs (default: this machine's)")
-    p.add_argument("--gpus", type=int, default=1, help="GPUs, each running one training job (default: %(default)s)")
+    p.add_argument("--gpus", type=_positive, default=1, help="GPUs (default: %(default)s)")
+    p.add_argument("--jobs-per-gpu", type=_positive, default=1, help="training jobs side by side on each GPU, as "
+                   "snakemake --resources gpu=GPUS*JOBS gives (default: %(default)s)")
+    p.add_argument("--share", default="results/benchmarks/share_cost.csv", help="measured gain of jobs sharing a GPU "
+                   "(python -m soseleto.bench_share); absent: no gain assumed (default: %(default)s)")
     p.add_argument("--bench", default="results/benchmarks/step_cost.csv",
                    help="measured step times (soseleto bench); absent: assumed defaults (default: %(default)s)")
     p.add_argument("--results", default="results", help="the results folder: data set sizes (default: %(default)s)")
@@ -204,6 +209,9 @@ def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--load", type=int, default=defaults.load, metavar="N",
                         help="time both steps again with N CPU-heavy processes beside (the *_loaded columns); "
                              "0: only on the machine as it is (default: %(default)s)")
+    parser.add_argument("--compile", choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
+                        help="also time both steps compiled with this torch.compile mode (the *_compiled columns), "
+                             "after checking two compiled steps against eager ones (default: not compiled)")
     parser.add_argument("--out", default="results/benchmarks/step_cost.csv", help="(default: %(default)s)")
     return parser
 

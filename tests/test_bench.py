@@ -36,6 +36,29 @@ def test_load_zero_times_only_the_machine_as_it_is():
     assert df.load[0] == 0 and math.isnan(df.ratio_loaded[0]) and df.ratio[0] > 0
 
 
+def test_compiled_error_measures_the_difference_from_eager_steps():
+    case = bench.Case(bench.SETTINGS["lenet"], torch.device("cpu"))
+    tr = case.trainer()
+    assert bench.compiled_error(case, tr, tr.step) == 0.0  # the eager step itself: an exact "compilation"
+    tr = case.trainer()
+    lr = tr.optimizer.param_groups[0]["lr"]
+
+    def longer_steps(*batch):  # a wrong "compilation": steps twice as long as the eager copy's
+        tr.optimizer.param_groups[0]["lr"] = 2 * lr
+        return tr.step(*batch)
+
+    assert bench.compiled_error(case, tr, longer_steps) > 0.5
+
+
+@pytest.mark.slow
+def test_compiled_steps_are_checked_and_timed():
+    df = bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0, compile_mode="default")
+    row = df.iloc[0]
+    assert row.compile == "default" and row.compile_max_rel_diff <= bench.COMPILE_TOL
+    assert row.plain_ms_compiled > 0 and row.soseleto_ms_compiled > 0 and math.isfinite(row.ratio_compiled)
+    assert math.isnan(bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0).ratio_compiled[0])
+
+
 def test_busy_processes_spin_while_the_block_runs_and_are_gone_after():
     import time
 
@@ -89,7 +112,7 @@ def test_unknown_model_is_an_error():
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_bench_between_repetitions_and_writes_nothing(tmp_path, monkeypatch, capfd, signum):
     out = tmp_path / "step_cost.csv"
-    calls, step = [], bench._Case.plain_step
+    calls, step = [], bench.Case.plain_step
 
     def signalled(case):  # the signal arrives inside the second timed plain step
         calls.append(1)
@@ -97,7 +120,7 @@ def test_a_signal_stops_the_bench_between_repetitions_and_writes_nothing(tmp_pat
             os.kill(os.getpid(), signum)
         step(case)
 
-    monkeypatch.setattr(bench._Case, "plain_step", signalled)
+    monkeypatch.setattr(bench.Case, "plain_step", signalled)
     before = signal.getsignal(signum)
     with pytest.raises(Stopped) as err:
         cli_main(["bench", "--models", "lenet", "--reps", "1000", "--device", "cpu", "--out", str(out)])

@@ -54,11 +54,35 @@ def test_hours_are_steps_times_the_scaled_step_time(tmp_path):
 
 
 def test_wall_time_shares_the_cores_and_is_never_below_the_longest_job():
-    rows = [{"hours": 8.0, "hours_per_job": 1.0, "threads": 2, "model": "lenet"},
-            {"hours": 0.5, "hours_per_job": 0.5, "threads": 1, "model": "-"}]
+    rows = [{"hours": 8.0, "hours_per_job": 1.0, "threads": 2, "model": "lenet", "kind": "soseleto", "jobs": 8},
+            {"hours": 0.5, "hours_per_job": 0.5, "threads": 1, "model": "-", "kind": "none", "jobs": 1}]
     assert plan.wall_hours(rows, "cpu", cores=4) == pytest.approx(8.0 / 2 + 0.5 / 4)
     assert plan.wall_hours(rows, "cuda", cores=4, gpus=2) == pytest.approx(4.0)
     assert plan.wall_hours(rows[:1], "cpu", cores=64) == 1.0
+    # four jobs per card that together do 3.2x the work of one: 8 h / 3.2 / 2 cards; each job 1.25x longer
+    gains = {("lenet", "soseleto"): (3.2, "measured")}
+    assert plan.wall_hours(rows, "cuda", cores=4, gpus=2, jobs_per_gpu=4, gains=gains) == pytest.approx(1.25)
+    assert plan.wall_hours(rows, "cuda", cores=4, gpus=16, jobs_per_gpu=4, gains=gains) == pytest.approx(1.25)
+    # not measured: sharing the card gains nothing, and each job takes jobs_per_gpu times as long
+    assert plan.wall_hours(rows, "cuda", cores=4, gpus=2, jobs_per_gpu=4) == pytest.approx(4.0)
+
+
+def test_sharing_gains_come_from_the_measured_level_not_above_the_jobs_per_gpu(tmp_path):
+    share = tmp_path / "share_cost.csv"
+    share.write_text("model,kind,device,jobs,speedup\n"
+                     "lenet,soseleto,cuda:0,1,1.0\nlenet,soseleto,cuda:0,4,3.5\nlenet,soseleto,cuda:0,8,5.0\n"
+                     "lenet,soseleto,cpu,4,2.0\ncifar_quick,soseleto,cuda:0,8,4.0\n")
+    assert plan.share_gains("cuda", 6, share)[("lenet", "soseleto")][0] == 3.5
+    assert plan.share_gains("cuda", 8, share)[("lenet", "soseleto")] == (5.0, "measured (share_cost.csv, 8 jobs)")
+    assert plan.share_gains("cuda", 1, share) == {} and plan.share_gains("cpu", 4, share) == {}
+    cfg, _ = plan.load_config(base=REPO / "config/config.yaml")
+    one = plan.plan(cfg, device="cuda", cores=2, results=tmp_path)
+    shared = plan.plan(cfg, device="cuda", cores=2, jobs_per_gpu=8, share_csv=share, results=tmp_path)
+    assert shared["hours"] == one["hours"] and shared["wall_hours"] < one["wall_hours"]
+    assert "8 training jobs side by side per GPU" in plan.render_markdown(shared)
+    assert "measured (share_cost.csv, 8 jobs)" in shared["share_from"]
+    assert "assumed: no gain" in plan.render_markdown(plan.plan(cfg, device="cuda", cores=2, jobs_per_gpu=8,
+                                                                results=tmp_path))
 
 
 def test_pending_keeps_only_the_jobs_left_to_run():
@@ -104,3 +128,20 @@ def test_auto_device_is_priced_as_cpu_without_a_visible_gpu(tmp_path, monkeypatc
     for hidden in ("", "-1"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
         assert plan.gpu_visible() is False
+
+
+def test_gpu_slots_spread_over_the_visible_cards(tmp_path, monkeypatch):
+    for card in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0", "0000:04:00.0"):
+        (tmp_path / card).mkdir()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert plan.gpu_count(tmp_path) == 4
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    assert plan.gpu_count(tmp_path) == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert plan.gpu_count(tmp_path) == 0
+    monkeypatch.setattr(plan, "gpu_count", lambda: 4)
+    assert plan.gpu_layout(16) == {"gpus": 4, "jobs_per_gpu": 4}
+    assert plan.gpu_layout(6) == {"gpus": 4, "jobs_per_gpu": 2}
+    assert plan.gpu_layout(None) == {"gpus": 4, "jobs_per_gpu": 1}
+    monkeypatch.setattr(plan, "gpu_count", lambda: 0)  # a CPU machine: the plan prices the CPU anyway
+    assert plan.gpu_layout(1) == {"gpus": 1, "jobs_per_gpu": 1}

@@ -259,7 +259,7 @@ def plan_rows(works: Iterable[Work], costs: dict, device: str) -> list[dict[str,
             minutes = OTHER_MINUTES * len(w.steps)
             rows.append({"stage": w.stage, "rule": w.rule, "jobs": len(w.steps), "steps_per_job": "-", "model": "-",
                          "batch": "-", "ms_per_step": "-", "time_from": f"assumed {OTHER_MINUTES:g} min/job",
-                         "hours_per_job": OTHER_MINUTES / 60, "hours": minutes / 60, "threads": w.threads,
+                         "hours_per_job": OTHER_MINUTES / 60, "hours": minutes / 60, "threads": w.threads, "kind": w.kind,
                          "total_steps": 0})
             continue
         ms, origin = step_ms(w, costs, device)
@@ -267,26 +267,57 @@ def plan_rows(works: Iterable[Work], costs: dict, device: str) -> list[dict[str,
         rows.append({"stage": w.stage, "rule": w.rule, "jobs": len(w.steps),
                      "steps_per_job": str(lo) if lo == hi else f"{lo}-{hi}", "model": w.model, "batch": w.batch,
                      "ms_per_step": round(ms, 1), "time_from": origin, "hours_per_job": hi * ms / 3.6e6,
-                     "hours": sum(w.steps) * ms / 3.6e6, "threads": w.threads,
+                     "hours": sum(w.steps) * ms / 3.6e6, "threads": w.threads, "kind": w.kind,
                      "total_steps": sum(w.steps)})
     return rows
 
 
-def wall_hours(rows: list[dict[str, Any]], device: str, *, cores: int, gpus: int = 1) -> float:
+def share_gains(device: str, jobs_per_gpu: int, share_csv: str | os.PathLike | None = None
+                ) -> dict[tuple[str, str], tuple[float, str]]:
+    """Per (model, step kind): how many times the work of one job ``jobs_per_gpu`` jobs on one card
+    finish in the same time, and where that comes from: ``share_csv`` (``python -m
+    soseleto.bench_share``) rows of ``device``, at the most jobs measured that do not exceed
+    ``jobs_per_gpu``. Pairs not measured get no entry: the plan then assumes no gain (1)."""
+    gains: dict[tuple[str, str], tuple[int, float, str]] = {}
+    if device == "cpu" or jobs_per_gpu <= 1 or share_csv is None or not Path(share_csv).is_file():
+        return {}
+    with open(share_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            k = int(row["jobs"])
+            key = (row["model"], row["kind"])
+            if row["device"].split(":")[0] == device and k <= jobs_per_gpu and k >= gains.get(key, (0,))[0]:
+                gains[key] = (k, float(row["speedup"]), f"measured ({Path(share_csv).name}, {k} jobs)")
+    return {key: (gain, origin) for key, (_, gain, origin) in gains.items()}
+
+
+def wall_hours(rows: list[dict[str, Any]], device: str, *, cores: int, gpus: int = 1, jobs_per_gpu: int = 1,
+               gains: dict[tuple[str, str], tuple[float, str]] | None = None) -> float:
     """Projected wall time: on a CPU, each rule's jobs share ``cores`` (``cores // threads`` at once);
-    on a GPU, training jobs run one at a time per card (``--resources gpu=N``) while the others use
-    the cores. Never less than the longest job; dependencies between jobs are ignored."""
-    longest = max((r["hours_per_job"] for r in rows), default=0.0)
+    on a GPU, ``jobs_per_gpu`` training jobs share each card (``--resources gpu=N``) while the others
+    use the cores: a rule's hours shrink by the measured sharing gain (``gains``; 1 where not
+    measured), and each job stretches by ``jobs_per_gpu / gain``. Never less than the longest job;
+    dependencies between jobs are ignored."""
+    gains = gains or {}
     if device == "cpu":
         total = sum(r["hours"] / max(1, cores // max(1, r["threads"])) for r in rows)
-    else:
-        total = sum(r["hours"] for r in rows if r["model"] != "-") / max(1, gpus)
-    return max(total, longest)
+        return max(total, max((r["hours_per_job"] for r in rows), default=0.0))
+    total, longest = 0.0, 0.0
+    for r in rows:
+        if r["model"] == "-":
+            longest = max(longest, r["hours_per_job"])
+            continue
+        gain = gains.get((r["model"], r["kind"]), (1.0, ""))[0]
+        total += r["hours"] / gain
+        stretch = max(1.0, jobs_per_gpu / gain) if r["jobs"] > 1 else 1.0  # a lone job has the card to itself
+        longest = max(longest, r["hours_per_job"] * stretch)
+    return max(total / max(1, gpus), longest)
 
 
 def plan(cfg: WorkflowConfig, *, device: str, cores: int, gpus: int = 1, bench_csv: str | os.PathLike | None = None,
-         results: str | os.PathLike = "results", pending: dict[str, int] | None = None) -> dict[str, Any]:
+         results: str | os.PathLike = "results", pending: dict[str, int] | None = None, jobs_per_gpu: int = 1,
+         share_csv: str | os.PathLike | None = None) -> dict[str, Any]:
     """The cost plan of ``snakemake all`` under ``cfg``: ``rows`` (:func:`plan_rows`) and the totals.
+    ``jobs_per_gpu`` training jobs share each card, at the gains measured in ``share_csv`` (:func:`share_gains`).
 
     ``pending`` (rule name, or ``noisy_peer (<peer>)``, -> jobs still to run; Snakemake's DAG) keeps
     only that many jobs of each rule, the costliest ones, and drops the rules with none."""
@@ -297,11 +328,15 @@ def plan(cfg: WorkflowConfig, *, device: str, cores: int, gpus: int = 1, bench_c
         works = [w for w in works if w.steps]
     rows = plan_rows(works, step_costs(device, bench_csv), device)
     training = [r for r in rows if r["model"] != "-" and not r["rule"].startswith("step_cost")]
-    return {"rows": rows, "device": device, "cores": cores, "gpus": gpus,
+    gains = share_gains(device, jobs_per_gpu, share_csv)
+    used = sorted({gains[k][1] for k in gains if any((r["model"], r["kind"]) == k for r in training)})
+    return {"rows": rows, "device": device, "cores": cores, "gpus": gpus, "jobs_per_gpu": jobs_per_gpu,
+            "share_from": "; ".join(used) or ("assumed: no gain" if jobs_per_gpu > 1 else "-"),
             "jobs": sum(r["jobs"] for r in rows if not r["rule"].startswith("step_cost (")) + any(
                 r["rule"].startswith("step_cost (") for r in rows),
             "training_jobs": sum(r["jobs"] for r in training), "steps": sum(r["total_steps"] for r in training),
-            "hours": sum(r["hours"] for r in rows), "wall_hours": wall_hours(rows, device, cores=cores, gpus=gpus)}
+            "hours": sum(r["hours"] for r in rows), "wall_hours": wall_hours(rows, device, cores=cores, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
+                                     gains=gains)}
 
 
 
@@ -315,8 +350,11 @@ def render_markdown(result: dict[str, Any], *, source: str = "") -> str:
         cells = [r["stage"], r["rule"], r["jobs"], r["steps_per_job"], r["model"], r["batch"], r["ms_per_step"],
                  r["time_from"], _hours(r["hours_per_job"]), _hours(r["hours"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    k = result.get("jobs_per_gpu", 1)
     where = (f"{result['cores']} CPU cores" if result["device"] == "cpu"
-             else f"{result['gpus']} GPU(s), training jobs one at a time per GPU")
+             else f"{result['gpus']} GPU(s), training jobs one at a time per GPU" if k <= 1
+             else f"{result['gpus']} GPU(s), {k} training jobs side by side per GPU (sharing gain: "
+                  f"{result['share_from']})")
     total = (f"**Total{source}:** {result['jobs']} jobs, {result['training_jobs']} of them training "
              f"({result['steps']:,} SGD steps): {_hours(result['hours'])} hours of device time, about "
              f"**{_hours(result['wall_hours'])} hours** of wall time on {where} (device {result['device']}).")
@@ -329,8 +367,8 @@ def write_plan(result: dict[str, Any], out_csv: str | os.PathLike, out_md: str |
     """``cost_plan.csv`` (one row per rule, :data:`COLUMNS`), ``cost_plan.md`` and their provenance."""
     from soseleto.io import atomic_path, base_provenance, write_json, write_markdown
 
-    prov = base_provenance(config, **{k: result[k] for k in ("device", "cores", "gpus", "jobs", "training_jobs",
-                                                              "hours", "wall_hours")})
+    prov = base_provenance(config, **{k: result[k] for k in ("device", "cores", "gpus", "jobs_per_gpu", "share_from",
+                                                              "jobs", "training_jobs", "hours", "wall_hours")})
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -343,16 +381,29 @@ def _hours(h: float) -> str:
     return f"{h:.3f}" if h < 0.1 else (f"{h:.1f}" if h < 100 else f"{h:,.0f}")
 
 
-def write_workflow_plan(cfg: WorkflowConfig, bench_csv: str, outputs: Any, config: Any, cores: int) -> None:
+SHARE_CSV = "results/benchmarks/share_cost.csv"  # python -m soseleto.bench_share's default output
+
+
+def write_workflow_plan(cfg: WorkflowConfig, bench_csv: str, outputs: Any, config: Any, cores: int,
+                        gpu_slots: int | None = None) -> None:
     """Rule ``cost_plan``: the plan of ``snakemake all`` under ``cfg`` into ``outputs.csv`` and ``outputs.md``."""
-    result = plan(cfg, device=default_device(cfg), cores=cores, bench_csv=bench_csv)
+    result = plan(cfg, device=default_device(cfg), cores=cores, bench_csv=bench_csv, share_csv=SHARE_CSV,
+                  **gpu_layout(gpu_slots))
     write_plan(result, outputs.csv, outputs.md, config=config)
 
 
-def show_pending(cfg: WorkflowConfig, dag: Any, *, cores: int,
+def gpu_layout(gpu_slots: int | None) -> dict[str, int]:
+    """``gpus`` (the cards visible here, at least 1) and ``jobs_per_gpu`` for Snakemake's
+    ``--resources gpu=<gpu_slots>``: the training jobs it lets run at once, spread evenly over the cards."""
+    gpus = max(1, gpu_count())
+    return {"gpus": gpus, "jobs_per_gpu": max(1, math.ceil((gpu_slots or gpus) / gpus))}
+
+
+def show_pending(cfg: WorkflowConfig, dag: Any, *, cores: int, gpu_slots: int | None = None,
                  bench_csv: str | os.PathLike = "results/benchmarks/step_cost.csv") -> None:
     """The Snakefile's ``onstart``: print the plan of the jobs Snakemake is about to run (``dag``:
-    its DAG) to stderr. Advice only: an error here is printed, never raised."""
+    its DAG; ``gpu_slots``: its ``--resources gpu``) to stderr. Advice only: an error here is
+    printed, never raised."""
     import sys
 
     try:
@@ -360,7 +411,8 @@ def show_pending(cfg: WorkflowConfig, dag: Any, *, cores: int,
         for job in dag.needrun_jobs():
             name = job.rule.name + (f" ({job.wildcards.peer})" if job.rule.name == "noisy_peer" else "")
             pending[name] = pending.get(name, 0) + 1
-        result = plan(cfg, device=default_device(cfg), cores=cores, bench_csv=bench_csv, pending=pending)
+        result = plan(cfg, device=default_device(cfg), cores=cores, bench_csv=bench_csv, pending=pending,
+                      share_csv=SHARE_CSV, **gpu_layout(gpu_slots))
         if result["rows"]:
             print("Cost plan of the jobs to run (soseleto plan):\n" + render_markdown(result), file=sys.stderr)
     except Exception as err:  # noqa: BLE001  (a plan is advice: it never stops the run)
@@ -405,10 +457,18 @@ def default_device(cfg: WorkflowConfig) -> str:
 def gpu_visible() -> bool:
     """Whether an NVIDIA GPU is visible here without importing torch: the driver lists one and
     ``CUDA_VISIBLE_DEVICES`` does not hide them all."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return False
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return (gpus.is_dir() and any(gpus.iterdir())) or shutil.which("nvidia-smi") is not None
+    return gpu_count() > 0
+
+
+def gpu_count(driver: str | os.PathLike = "/proc/driver/nvidia/gpus") -> int:
+    """NVIDIA GPUs visible here, without importing torch: the cards the driver lists (1 when only
+    ``nvidia-smi`` shows there is one), or fewer when ``CUDA_VISIBLE_DEVICES`` names fewer."""
+    gpus = Path(driver)
+    cards = sum(1 for _ in gpus.iterdir()) if gpus.is_dir() else int(shutil.which("nvidia-smi") is not None)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return cards
+    return min(cards, len([v for v in visible.split(",") if v.strip() not in ("", "-1")]))
 
 
 # -- measured: the epochs of finished runs ------------------------------------------------------------

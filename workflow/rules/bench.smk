@@ -45,5 +45,10 @@ rule cost_plan:
         config=job_config("device", "data", "synthetic", "transfer", "noisy", "bench"),
     run:
         PLAN.write_workflow_plan(
-            CFG, input.bench, output, params.config, all_cores(workflow)
+            CFG,
+            input.bench,
+            output,
+            params.config,
+            all_cores(workflow),
+            gpu_slots(workflow),
         )

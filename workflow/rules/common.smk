@@ -5,7 +5,7 @@ import functools
 from soseleto import config as C
 from soseleto import paths as P
 from soseleto.report import plan as PLAN
-from soseleto.jobs import all_cores
+from soseleto.jobs import all_cores, gpu_slots
 
 ENV = "../envs/soseleto.yaml"
 JOB = "../scripts/job.py"
