@@ -208,6 +208,17 @@ class Soseleto:
         if self.cfg.alpha_step == "normalized":
             self._a2.copy_(state["alignment_ms"].to(self.device))
 
+    def to_dtype(self, dtype: torch.dtype) -> "Soseleto":
+        """Networks, alpha, optimiser state and running averages moved to floating ``dtype``, in place
+        (e.g. float64 for a reference run); parameters keep their identity, so the optimiser holds them."""
+        for m in {id(m): m for m in (self.features, self.source_head, self.target_head)}.values():
+            m.to(dtype)
+        self.alpha, self._a2 = self.alpha.to(dtype), self._a2.to(dtype)
+        self._g_avg = None if self._g_avg is None else [g.to(dtype) for g in self._g_avg]
+        for state in self.optimizer.state.values():
+            state.update({k: v.to(dtype) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()})
+        return self
+
     def predict(self, x: torch.Tensor, *, head: str = "target") -> torch.Tensor:
         """Class predictions ``(N,)`` of the target (or source) network, in eval mode."""
         return predict(self.features, self.target_head if head == "target" else self.source_head, x)
