@@ -77,7 +77,7 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
                    help="read the source (an ImageFolder) from disk batch by batch instead of into memory: for "
                         "sets larger than memory; same batches and results as in memory (normalisation statistics "
                         "from at most 2,048 of its images)")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
+    p.add_argument("--workers", type=_non_negative, default=2, metavar="N",
                    help="with --stream: processes that decode images, 0 = none besides the main one (default: %(default)s)")
     p.add_argument("--true-labels", metavar="FILE",
                    help="the source's true labels (.npy 1-D integer array, or .npz with array y; one per source "
@@ -226,14 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
-    return value
+def _int_at_least(lowest: int):
+    """An argparse ``type``: an integer no smaller than ``lowest``, else an error that names it."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {lowest}")
+        return value
+    return parse
+
+
+_positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -46,3 +46,11 @@ def test_version_and_help_answer_without_torch():
 def test_bench_help_through_the_package_module():
     out = subprocess.run([sys.executable, "-m", "soseleto", "bench", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--quick" in out.stdout and "--threads" in out.stdout
+
+
+def test_negative_workers_are_refused_before_any_data_is_read(capsys):
+    from soseleto.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "--source", "nowhere.npz", "--target", "nowhere.npz", "--out", "x", "--workers", "-1"])
+    assert err.value.code == 2 and "argument --workers: '-1': must be at least 0" in capsys.readouterr().err

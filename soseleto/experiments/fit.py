@@ -144,8 +144,7 @@ def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str
     model = choose_model(problem.source.shape) if model == "auto" else model
     dev = resolve_device(device)
     trainer, tensors = _trainer(problem, cfg, model=model, seed=seed, device=dev, workers=workers)
-    mode = "noisy" if cfg.shared_classifier else "transfer"
-    settings = {"mode": mode, "model": model, "seed": seed, "trainer": to_dict(cfg)}
+    settings = {"mode": mode_name(cfg), "model": model, "seed": seed, "trainer": to_dict(cfg)}
     ident = run_identity(settings, {n: _fingerprint(getattr(problem, n)) for n in ("source", "target", "test")})
     with out_lock(out):
         resume = out / RESUME_NAME
@@ -182,9 +181,14 @@ def _resumable(resume: Path, identity: dict, out: Path) -> int:
     return len(state.get("history", []))
 
 
+def mode_name(cfg: SoseletoConfig) -> str:
+    """``noisy`` (one classifier shared by source and target) or ``transfer`` (a head each)."""
+    return "noisy" if cfg.shared_classifier else "transfer"
+
+
 def _announce(problem: Problem, cfg: SoseletoConfig, *, model: str, device, resume: Path | None, done: int) -> None:
     """The first log line: sizes, classes, steps per epoch, device and threads (before any epoch ends)."""
-    mode = "noisy" if cfg.shared_classifier else "transfer"
+    mode = mode_name(cfg)
     n_test = len(problem.test) if problem.test else 0
     steps = math.ceil(len(problem.source) / cfg.source_batch)
     threads = f", {torch.get_num_threads()} CPU threads" if device.type == "cpu" else ""
@@ -220,7 +224,7 @@ def _results(problem: Problem, trainer: Soseleto, source: Labeled, history: list
         log.info("fit: %d source samples end at alpha = %g (the clip floor); weights.csv ranks them by their "
                  "final loss, highest first", at_min, cfg.alpha_min)
     metrics = {
-        "mode": "noisy" if cfg.shared_classifier else "transfer", "model": model, "epochs": cfg.epochs,
+        "mode": mode_name(cfg), "model": model, "epochs": cfg.epochs,
         "n_source": len(problem.source), "n_target": len(problem.target), "n_test": len(problem.test) if problem.test else 0,
         "n_source_classes": problem.n_source_classes, "n_target_classes": problem.n_target_classes,
         "target_accuracy": history[-1].values["target_accuracy"],
