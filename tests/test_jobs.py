@@ -67,3 +67,27 @@ def test_synthetic_jobs_read_their_config_entry(tmp_path):
     with pytest.raises(ValueError, match="job params lack the config entry 'synthetic'"):
         jobs.run_job(jobs.Job("synthetic_seed", output=out, params={"config": {}, "device": "cpu"},
                               wildcards={"seed": "3"}))
+
+
+def test_a_job_on_auto_takes_the_card_spread_gives_it(tmp_path, monkeypatch):
+    from soseleto.core import device
+
+    seen = []
+    monkeypatch.setattr(device, "spread", lambda d: seen.append(d) or "cuda:3")  # a several-card machine
+    monkeypatch.setitem(jobs.JOBS, "probe", lambda job: seen.append(job.params["device"]))
+    jobs.run_job(jobs.Job("probe", params={"device": "auto"}, log=str(tmp_path / "p.log")))
+    assert seen == ["auto", "cuda:3"]
+
+
+def test_gpu_slots_are_read_from_snakemakes_resources(tmp_path):
+    import subprocess
+
+    (tmp_path / "Snakefile").write_text(
+        "from soseleto.jobs import gpu_slots\n"
+        "onstart:\n    print('GPU_SLOTS', gpu_slots(workflow))\n"
+        "rule all:\n    output: 'x.txt'\n    shell: 'touch {output}'\n")
+    for extra, expected in ((["--resources", "gpu=8"], "8"), ([], "None")):
+        (tmp_path / "x.txt").unlink(missing_ok=True)
+        out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-q", *extra], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300, check=True)
+        assert f"GPU_SLOTS {expected}" in out.stdout + out.stderr
