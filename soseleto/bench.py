@@ -200,7 +200,8 @@ def compiled_error(case: Case, tr: Soseleto, step, plain) -> tuple[float, float]
             sos(c.xs, c.ys, c.idx, c.xt, c.yt)
             pl()
     truth = _step_tensors(*ref)
-    return _relative_error(_step_tensors(case, tr), truth, before), _relative_error(_step_tensors(*eager), truth, before)
+    compiled_err = _relative_error(_step_tensors(case, tr), truth, before)
+    return compiled_err, _relative_error(_step_tensors(*eager), truth, before)
 
 
 def _relative_error(tensors, truth, before) -> float:

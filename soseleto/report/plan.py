@@ -259,8 +259,8 @@ def plan_rows(works: Iterable[Work], costs: dict, device: str) -> list[dict[str,
             minutes = OTHER_MINUTES * len(w.steps)
             rows.append({"stage": w.stage, "rule": w.rule, "jobs": len(w.steps), "steps_per_job": "-", "model": "-",
                          "batch": "-", "ms_per_step": "-", "time_from": f"assumed {OTHER_MINUTES:g} min/job",
-                         "hours_per_job": OTHER_MINUTES / 60, "hours": minutes / 60, "threads": w.threads, "kind": w.kind,
-                         "total_steps": 0})
+                         "hours_per_job": OTHER_MINUTES / 60, "hours": minutes / 60, "threads": w.threads,
+                         "kind": w.kind, "total_steps": 0})
             continue
         ms, origin = step_ms(w, costs, device)
         lo, hi = min(w.steps), max(w.steps)
@@ -335,8 +335,8 @@ def plan(cfg: WorkflowConfig, *, device: str, cores: int, gpus: int = 1, bench_c
             "jobs": sum(r["jobs"] for r in rows if not r["rule"].startswith("step_cost (")) + any(
                 r["rule"].startswith("step_cost (") for r in rows),
             "training_jobs": sum(r["jobs"] for r in training), "steps": sum(r["total_steps"] for r in training),
-            "hours": sum(r["hours"] for r in rows), "wall_hours": wall_hours(rows, device, cores=cores, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
-                                     gains=gains)}
+            "hours": sum(r["hours"] for r in rows),
+            "wall_hours": wall_hours(rows, device, cores=cores, gpus=gpus, jobs_per_gpu=jobs_per_gpu, gains=gains)}
 
 
 
