@@ -163,12 +163,6 @@ class Progress:
             self.stream.flush()
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.method.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.method.load_state_dict(state)
-
 
 def is_terminal(stream=None) -> bool:
     """Whether ``stream`` (default stderr) is attached to a terminal."""
