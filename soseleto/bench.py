@@ -52,7 +52,7 @@ from soseleto.core.device import resolve_device
 from soseleto.core.forward_mode import reference_alignment
 from soseleto.core.models import build
 from soseleto.core.rng import generator
-from soseleto.core.soseleto import Soseleto
+from soseleto.core.soseleto import Soseleto, optimizer_state_to
 from soseleto.core.stop import StopRequest, stop_requests
 from soseleto.io import provenance, write_csv
 
@@ -216,8 +216,7 @@ def _float64(case: Case, tr: Soseleto) -> tuple[Case, Soseleto]:
     """``case`` and ``tr`` (copies) moved to float64 in place: networks, batches, alpha, optimiser state."""
     for m in case.plain:
         m.double()  # parameters keep their identity: the optimiser still holds them
-    for state in case.plain_opt.state.values():
-        state.update({k: v.double() for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()})
+    optimizer_state_to(case.plain_opt, torch.float64)
     case.xs, case.xt = case.xs.double(), case.xt.double()
     return case, tr.to_dtype(torch.float64)
 

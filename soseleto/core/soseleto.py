@@ -215,8 +215,7 @@ class Soseleto:
             m.to(dtype)
         self.alpha, self._a2 = self.alpha.to(dtype), self._a2.to(dtype)
         self._g_avg = None if self._g_avg is None else [g.to(dtype) for g in self._g_avg]
-        for state in self.optimizer.state.values():
-            state.update({k: v.to(dtype) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()})
+        optimizer_state_to(self.optimizer, dtype)
         return self
 
     def predict(self, x: torch.Tensor, *, head: str = "target") -> torch.Tensor:
@@ -231,6 +230,13 @@ class Soseleto:
         if self.cfg.loss_scale == "dataset":
             return 1.0 / self.n_source, 1.0 / self.n_target
         return 1.0 / b_s, 1.0 / b_t
+
+
+def optimizer_state_to(optimizer: torch.optim.Optimizer, dtype: torch.dtype) -> None:
+    """Move ``optimizer``'s floating state (momentum buffers) to ``dtype`` in place, to match
+    parameters moved with ``Module.to(dtype)``."""
+    for state in optimizer.state.values():
+        state.update({k: v.to(dtype) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()})
 
 
 def updated_alpha(alpha_b: torch.Tensor, alignment: torch.Tensor, *, step: float, lo: float, hi: float) -> torch.Tensor:
