@@ -33,8 +33,7 @@ def expected_md5(loader: str, split: str) -> dict[str, str]:
     if hasattr(cls, "split_list"):  # SVHN
         _, name, md5 = cls.split_list[split]
         return {name: md5}
-    prefix = "train" if split == "train" else "t10k"
-    return {f"{loader}/raw/{name}": md5 for name, md5 in cls.resources if name.startswith(prefix)}
+    return {f"{loader}/raw/{name}": md5 for name, md5 in _archives(cls, split)}
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
@@ -85,8 +84,13 @@ def download_urls(loader: str, split: str) -> list[str]:
         return [cls.url]
     if hasattr(cls, "split_list"):
         return [cls.split_list[split][0]]
+    return [f"{m}{f}" for m in cls.mirrors[:1] for f, _ in _archives(cls, split)]
+
+
+def _archives(cls: type, split: str) -> list[tuple[str, str]]:
+    """``(archive name, md5)`` of the ``split`` of an MNIST-like torchvision class (its ``resources``)."""
     prefix = "train" if split == "train" else "t10k"
-    return [f"{m}{f}" for m in cls.mirrors[:1] for f, _ in cls.resources if f.startswith(prefix)]
+    return [(name, md5) for name, md5 in cls.resources if name.startswith(prefix)]
 
 
 def download_help(name: str, loader: str, split: str, root: Path, files: tuple[str, ...]) -> str:
