@@ -145,3 +145,10 @@ def test_gpu_slots_spread_over_the_visible_cards(tmp_path, monkeypatch):
     assert plan.gpu_layout(None) == {"gpus": 4, "jobs_per_gpu": 1}
     monkeypatch.setattr(plan, "gpu_count", lambda: 0)  # a CPU machine: the plan prices the CPU anyway
     assert plan.gpu_layout(1) == {"gpus": 1, "jobs_per_gpu": 1}
+
+
+def test_the_plans_benchmark_batches_are_the_benchmarks():
+    from soseleto import bench  # the plan cannot import it (torch): its copy of the batches must agree
+
+    for model, s in bench.SETTINGS.items():
+        assert plan.BENCH_BATCH[model] == (s.source_batch, s.target_batch), model
