@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.jobs) < 1 or args.seconds <= 0 or args.threads < 1:
         p.error(f"--jobs {args.jobs}, --seconds {args.seconds} and --threads {args.threads} must be positive")
-    logs.setup()
+    if not logging.getLogger().handlers:  # a workflow job has set up its log file already
+        logs.setup()
     with stop_requests() as stop:
         df = run(args.models, jobs=args.jobs, kinds=args.kinds, device=args.device, seconds=args.seconds,
                  threads=args.threads, stop=stop)

@@ -263,12 +263,20 @@ def step_cost(job: Job) -> None:
     from soseleto import bench
     from soseleto.cli import bench_arguments
 
-    b = job.cfg("bench")
-    argv = ["--device", job.params["device"], "--reps", str(b.reps), "--load", str(b.load), "--out", job.output["csv"],
-            "--models", *b.models]
-    argv += ["--quick"] if b.quick else []
-    argv += ["--threads", str(b.threads)] if b.threads else []
+    b = {k: job.cfg(f"bench.{k}") for k in ("models", "reps", "quick", "threads", "load")}
+    argv = ["--device", job.params["device"], "--reps", str(b["reps"]), "--load", str(b["load"]),
+            "--out", job.output["csv"], "--models", *b["models"]]
+    argv += ["--quick"] if b["quick"] else []
+    argv += ["--threads", str(b["threads"])] if b["threads"] else []
     bench.run_args(bench_arguments(argparse.ArgumentParser()).parse_args(argv))
+
+
+def share_cost(job: Job) -> None:
+    from soseleto import bench_share
+
+    bench_share.main(["--device", job.params["device"], "--models", *job.cfg("bench.models"),
+                      "--jobs", *map(str, job.cfg("bench.share_jobs")), "--seconds", str(job.cfg("bench.share_seconds")),
+                      "--out", job.output["csv"]])
 
 
 JOBS: dict[str, Callable[[Job], None]] = {
@@ -283,5 +291,5 @@ JOBS: dict[str, Callable[[Job], None]] = {
     "transfer_target_only": transfer_run, "transfer_fine_tuning": transfer_run, "transfer_soseleto": transfer_run,
     "transfer_soseleto_frozen": transfer_run, "transfer_soseleto_theta": transfer_run,
     "transfer_two_stage": transfer_run, "appendix_c_run": transfer_run, "table2": table2, "appendix_c": appendix_c,
-    "step_cost": step_cost,
+    "step_cost": step_cost, "share_cost": share_cost,
 }

@@ -91,3 +91,24 @@ def test_gpu_slots_are_read_from_snakemakes_resources(tmp_path):
         out = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-q", *extra], cwd=tmp_path,
                              capture_output=True, text=True, timeout=300, check=True)
         assert f"GPU_SLOTS {expected}" in out.stdout + out.stderr
+
+
+def test_share_cost_job_times_the_configured_counts_into_its_log(tmp_path, monkeypatch):
+    from soseleto import bench_share
+    from soseleto.config import BenchConfig
+
+    seen = {}
+
+    def fake_run(models, **kw):
+        seen.update(models=models, **kw)
+        logging.getLogger("soseleto.bench_share").info("timed")
+        return pd.DataFrame({"model": models, "jobs": [1]})
+
+    monkeypatch.setattr(bench_share, "run", fake_run)
+    cfg = WorkflowConfig(bench=BenchConfig(models=("lenet",), share_jobs=(1, 8), share_seconds=2.5))
+    params = {"config": job_params(cfg, "bench.models", "bench.share_jobs", "bench.share_seconds"), "device": "cpu"}
+    jobs.run_job(jobs.Job("share_cost", output={"csv": str(tmp_path / "share_cost.csv")}, params=params,
+                          log=str(tmp_path / "share.log")))
+    assert seen["models"] == ["lenet"] and seen["jobs"] == [1, 8] and seen["seconds"] == 2.5
+    assert seen["device"] == "cpu" and (tmp_path / "share_cost.csv").exists()
+    assert "timed" in (tmp_path / "share.log").read_text()  # the job's log file is kept, not replaced

@@ -270,6 +270,9 @@ class BenchConfig(Section):
     threads: int | None = opt(None, "torch CPU threads; null = torch's default", ge=1)
     load: int = opt(1, "CPU-heavy processes started beside a second timing of both steps (the loaded ratio); "
                        "0 = time on the quiet machine only", ge=0)
+    share_jobs: tuple[int, ...] = opt((1, 4, 8, 16), "rule share_cost (not in `all`): training jobs side by side "
+                                      "on one device, each count timed", min_items=1, unique=True, ge=1)
+    share_seconds: float = opt(10.0, "rule share_cost: the timed window of each count, in seconds", gt=0)
 
 
 @dataclass(frozen=True)

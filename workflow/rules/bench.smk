@@ -21,7 +21,31 @@ rule step_cost:
         runtime=30,
         mem_mb=8000,
     params:
-        config=job_config("bench"),
+        config=job_config(
+            *(f"bench.{k}" for k in ("models", "reps", "quick", "threads", "load"))
+        ),
+        device=DEVICE,
+    script:
+        JOB
+
+
+# Not part of `all` (run it by name: snakemake share_cost): training jobs side by side on one
+# device (python -m soseleto.bench_share); soseleto plan --jobs-per-gpu reads what they gain.
+rule share_cost:
+    output:
+        csv="results/benchmarks/share_cost.csv",
+    log:
+        "logs/benchmarks/share_cost.log",
+    conda:
+        ENV
+    # alone on the machine and on the card: it measures time
+    threads: lambda wildcards: all_cores(workflow)
+    resources:
+        gpu=GPU,
+        runtime=60,
+        mem_mb=16000,
+    params:
+        config=job_config("bench.models", "bench.share_jobs", "bench.share_seconds"),
         device=DEVICE,
     script:
         JOB
