@@ -3,7 +3,7 @@
 # run this). Needs torch and pandas, not snakemake; run from the repository root:
 #   OUT=/tmp/gpu-check bash .ci/gpu_check.sh
 # Writes into $OUT: step_cost.csv (soseleto bench: plain vs SOSELETO step, memory), share_cost.csv
-# (python -m soseleto.bench_share: training jobs side by side on the card) and plan.md (the default
+# (python -m soseleto.cost.share: training jobs side by side on the card) and plan.md (the default
 # config's cost plan at 1, 4, 8 and 16 jobs per card, priced with both files), and logs of each.
 # DEVICE=cpu JOBS="1 2" SECONDS_PER=1 REPS=3 BENCH_MODELS=lenet SHARE_MODELS=lenet tries it on a CPU.
 set -euo pipefail
@@ -25,7 +25,7 @@ PY
 python -m soseleto bench --device "$DEVICE" --reps "$REPS" --load 0 --models $BENCH_MODELS \
     --out "$OUT/step_cost.csv" 2>&1 | tee "$OUT/bench.log"
 # shellcheck disable=SC2086
-python -m soseleto.bench_share --device "$DEVICE" --models $SHARE_MODELS --jobs $JOBS \
+python -m soseleto.cost.share --device "$DEVICE" --models $SHARE_MODELS --jobs $JOBS \
     --seconds "$SECONDS_PER" --out "$OUT/share_cost.csv" 2>&1 | tee "$OUT/share.log"
 plan_device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda)
 for k in 1 4 8 16; do

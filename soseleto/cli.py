@@ -10,6 +10,7 @@ from pathlib import Path
 
 from soseleto import __version__, logs
 from soseleto.config import FIT_MODES, MODELS, BenchConfig, SoseletoConfig, SyntheticConfig, from_mapping
+from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
 
 # soseleto fit's training options: flag -> field of SoseletoConfig (defaults and meanings come from there)
 TRAINER_FLAGS = {"--epochs": "epochs", "--lr": "lr_p", "--lr-alpha": "lr_alpha", "--momentum": "momentum",
@@ -120,18 +121,22 @@ def _synthetic(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from soseleto import bench
+    from soseleto.cost import bench
 
-    return bench.run_args(args)
+    cfg = BenchConfig(models=tuple(args.models), reps=args.reps, quick=args.quick, threads=args.threads, load=args.load)
+    df = bench.run(cfg, args.device, out=args.out, compile_mode=args.compile)
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
     import os
 
-    from soseleto.report import plan
+    from soseleto.cost import plan
+    from soseleto.cost.gpus import default_device
 
     cfg, _ = plan.load_config(args.configfile or (), base=args.base)
-    result = plan.plan(cfg, device=args.device or plan.default_device(cfg), cores=args.cores or os.cpu_count() or 1,
+    result = plan.plan(cfg, device=args.device or default_device(cfg.device), cores=args.cores or os.cpu_count() or 1,
                        gpus=args.gpus, bench_csv=args.bench, results=args.results, jobs_per_gpu=args.jobs_per_gpu,
                        share_csv=args.share)
     print(plan.render_markdown(result), end="")
@@ -139,7 +144,9 @@ def _plan(args: argparse.Namespace) -> int:
         import glob
 
         found = sorted(glob.glob(os.path.join(args.results, "*", "**", "metrics.json"), recursive=True))
-        print("\n" + plan.run_costs_markdown(plan.run_costs(found)), end="")
+        from soseleto.cost import measured
+
+        print("\n" + measured.run_costs_markdown(measured.run_costs(found)), end="")
     return 0
 
 
@@ -153,9 +160,9 @@ def plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=_positive, default=1, help="GPUs (default: %(default)s)")
     p.add_argument("--jobs-per-gpu", type=_positive, default=1, help="training jobs side by side on each GPU, as "
                    "snakemake --resources gpu=GPUS*JOBS gives (default: %(default)s)")
-    p.add_argument("--share", default="results/benchmarks/share_cost.csv", help="measured gain of jobs sharing a GPU "
-                   "(python -m soseleto.bench_share); absent: no gain assumed (default: %(default)s)")
-    p.add_argument("--bench", default="results/benchmarks/step_cost.csv",
+    p.add_argument("--share", default=SHARE_COST_CSV, help="measured gain of jobs sharing a GPU "
+                   "(python -m soseleto.cost.share); absent: no gain assumed (default: %(default)s)")
+    p.add_argument("--bench", default=STEP_COST_CSV,
                    help="measured step times (soseleto bench); absent: assumed defaults (default: %(default)s)")
     p.add_argument("--results", default="results", help="the results folder: data set sizes (default: %(default)s)")
     p.add_argument("--measured", action="store_true",
@@ -203,16 +210,18 @@ def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="(default: %(default)s)")
     parser.add_argument("--reps", type=int, default=defaults.reps,
                         help="timed repetitions of each step type (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="CI mode: 3 repetitions, 1 warm-up step")
+    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=defaults.quick,
+                        help="CI mode: 3 repetitions, 1 warm-up step (default: %(default)s)")
     parser.add_argument("--models", nargs="+", default=list(defaults.models), choices=models)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=_positive, default=defaults.threads,
+                        help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--load", type=int, default=defaults.load, metavar="N",
                         help="time both steps again with N CPU-heavy processes beside (the *_loaded columns); "
                              "0: only on the machine as it is (default: %(default)s)")
     parser.add_argument("--compile", choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
                         help="also time both steps compiled with this torch.compile mode (the *_compiled columns), "
                              "after checking two compiled steps against eager ones (default: not compiled)")
-    parser.add_argument("--out", default="results/benchmarks/step_cost.csv", help="(default: %(default)s)")
+    parser.add_argument("--out", default=STEP_COST_CSV, help="(default: %(default)s)")
     return parser
 
 

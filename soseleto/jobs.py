@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from soseleto import logs
+from soseleto.config import methods as registry
 from soseleto.config import section
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def run_job(job: Job) -> None:
         raise ValueError(f"rule {job.rule!r} has no job function; known: {sorted(JOBS)}")
     import torch
 
-    from soseleto.core.device import spread
+    from soseleto.cost.gpus import spread
 
     torch.set_num_threads(max(1, int(job.threads)))  # CPU runs use the cores Snakemake granted
     if "device" in job.params:  # several cards: jobs that say auto spread over them
@@ -108,9 +109,13 @@ def figure1(job: Job) -> None:
 
 
 # -- Table 1 protocol ---------------------------------------------------------------------------------
-NOISY_SETTINGS = {"noisy_baseline": "baseline", "finetune": "finetune", "soseleto": "trainer",
-                  "soseleto_frozen": "trainer", "joint": "peer_trainer",
-                  "l2rw": "peer_trainer", "glc": "peer_trainer", "noise_layer": "peer_trainer"}
+def method_settings(job: Job, protocol: str) -> tuple[Any, Any, Any]:
+    """The settings and options of the job's method (``params.method``, an entry of
+    :mod:`soseleto.config.methods`), and the settings of the run it starts from (or ``None``)."""
+    entry = registry.get(protocol, job.params["method"])
+    options = job.cfg(f"{protocol}.{entry.options}") if entry.options else None
+    init = job.cfg(f"{protocol}.{registry.get(protocol, entry.starts_from).settings}") if entry.starts_from else None
+    return job.cfg(f"{protocol}.{entry.settings}"), options, init
 
 
 def noisy_split(job: Job) -> None:
@@ -122,13 +127,11 @@ def noisy_split(job: Job) -> None:
 def noisy_run(job: Job) -> None:
     from soseleto.experiments import noisy
 
-    method = job.params["method"]
-    init = (job.input["init"], job.cfg("noisy.baseline")) if method == "finetune" else None
-    noisy.run_method(method, job.cfg(f"noisy.{NOISY_SETTINGS[method]}"), split_cfg=job.cfg("noisy.split"),
-                     model=job.cfg("noisy.model"), data=job.cfg("data"), noise=float(job.wildcards["noise"]),
-                     seed=int(job.wildcards["seed"]), device=job.params["device"], split_csv=job.input["split"],
-                     outputs=job.output, init=init,
-                     peers=job.cfg("noisy.peers") if NOISY_SETTINGS[method] == "peer_trainer" else None)
+    settings, options, init = method_settings(job, "noisy")
+    noisy.run_method(job.params["method"], settings, split_cfg=job.cfg("noisy.split"), model=job.cfg("noisy.model"),
+                     data=job.cfg("data"), noise=float(job.wildcards["noise"]), seed=int(job.wildcards["seed"]),
+                     device=job.params["device"], split_csv=job.input["split"], outputs=job.output, options=options,
+                     init=None if init is None else (job.input["init"], init))
 
 
 def noisy_cleanlab(job: Job) -> None:
@@ -183,13 +186,6 @@ def label_errors(job: Job) -> None:
 
 
 # -- Table 2 protocol -----------------------------------------------------------------------------------
-# method -> (settings path, settings path of the run it starts from)
-TRANSFER_SETTINGS = {"target_only": ("target_only", None), "pretrain": ("pretrain", None),
-                     "fine_tuning": ("finetune", "pretrain"), "soseleto": ("soseleto", None),
-                     "soseleto_frozen": ("soseleto", None), "soseleto_theta": ("soseleto", None),
-                     "appendix_c": ("soseleto", None), "two_stage": ("two_stage", "soseleto")}
-
-
 def _source_side(job: Job, appendix_c: bool):
     """The transfer source, with Appendix C's source classes for an Appendix C job."""
     side = job.cfg("transfer.source")
@@ -214,20 +210,15 @@ def transfer_run(job: Job) -> None:
     from soseleto.experiments import transfer
 
     method = job.params["method"]
-    own, init = TRANSFER_SETTINGS[method]
     appendix_c = method == "appendix_c"
     task = transfer.Task(_source_side(job, appendix_c), job.cfg("transfer.target"), job.cfg("transfer.image_size"),
                          job.cfg("transfer.model"))
     n_target = job.cfg("transfer.appendix_c").n_target if appendix_c else (
         int(job.wildcards["nt"]) if "nt" in job.wildcards else None)
-    settings = job.cfg(f"transfer.{own}")
-    if method == "soseleto_theta":
-        settings = dataclasses.replace(settings, target_on_features=job.cfg("transfer.theta_target_weight"))
-    transfer.run_and_save(transfer.Job(
+    settings, options, init = method_settings(job, "transfer")
+    transfer.run_and_save(transfer.TransferRun(
         method, settings, task, job.cfg("data"), int(job.wildcards["seed"]), job.params["device"],
-        dict(job.input), job.output, n_target=n_target,
-        init=job.cfg(f"transfer.{init}") if init else None,
-        two_stage_init=job.cfg("transfer.two_stage_init") if method == "two_stage" else "stage1"))
+        dict(job.input), job.output, n_target=n_target, init=init, options=options))
 
 
 def table2(job: Job) -> None:
@@ -257,39 +248,38 @@ def appendix_c(job: Job) -> None:
 
 
 # -- benchmark ----------------------------------------------------------------------------------------------
+def _bench(job: Job, keys: tuple[str, ...]):
+    """The ``bench`` section with the keys the job reads (``params.config``); the others, which the
+    job does not use, keep their defaults."""
+    from soseleto.config import BenchConfig
+
+    return dataclasses.replace(BenchConfig(), **{k: job.cfg(f"bench.{k}") for k in keys})
+
+
 def step_cost(job: Job) -> None:
-    import argparse
+    from soseleto.cost import bench
 
-    from soseleto import bench
-    from soseleto.cli import bench_arguments
-
-    b = {k: job.cfg(f"bench.{k}") for k in ("models", "reps", "quick", "threads", "load")}
-    argv = ["--device", job.params["device"], "--reps", str(b["reps"]), "--load", str(b["load"]),
-            "--out", job.output["csv"], "--models", *b["models"]]
-    argv += ["--quick"] if b["quick"] else []
-    argv += ["--threads", str(b["threads"])] if b["threads"] else []
-    bench.run_args(bench_arguments(argparse.ArgumentParser()).parse_args(argv))
+    bench.run(_bench(job, STEP_COST_KEYS), job.params["device"], out=job.output["csv"])
 
 
 def share_cost(job: Job) -> None:
-    from soseleto import bench_share
+    from soseleto.cost import share
 
-    bench_share.main(["--device", job.params["device"], "--models", *job.cfg("bench.models"),
-                      "--jobs", *map(str, job.cfg("bench.share_jobs")), "--seconds", str(job.cfg("bench.share_seconds")),
-                      "--out", job.output["csv"]])
+    share.run(_bench(job, SHARE_COST_KEYS), job.params["device"], out=job.output["csv"])
+
+
+STEP_COST_KEYS = ("models", "reps", "quick", "threads", "load")  # what each benchmark rule reads of `bench`
+SHARE_COST_KEYS = ("models", "share_jobs", "share_seconds")
 
 
 JOBS: dict[str, Callable[[Job], None]] = {
     "dataset": dataset, "synthetic_seed": synthetic_seed, "synthetic_summary": synthetic_summary, "figure1": figure1,
-    "noisy_split": noisy_split, "noisy_baseline": noisy_run, "noisy_soseleto": noisy_run,
-    "noisy_soseleto_frozen": noisy_run, "noisy_finetune": noisy_run,
-    "noisy_peer": noisy_run, "noisy_l2rw": noisy_run, "noisy_cleanlab": noisy_cleanlab, "table1": table1,
+    "noisy_split": noisy_split, "noisy_run": noisy_run, "noisy_run_alpha": noisy_run, "noisy_run_scores": noisy_run,
+    "noisy_cleanlab": noisy_cleanlab, "table1": table1,
     "table1_peers": table1, "figure2": figure2, "confusion_figure": confusion_figure, "label_errors": label_errors,
     "noisy_curves": noisy_curves, "noisy_alpha_histograms": noisy_alpha_histograms, "transfer_curves": transfer_curves,
     "transfer_source_split": transfer_source_split, "appendix_c_source_split": transfer_source_split,
-    "transfer_target_split": transfer_target_split, "transfer_pretrain": transfer_run,
-    "transfer_target_only": transfer_run, "transfer_fine_tuning": transfer_run, "transfer_soseleto": transfer_run,
-    "transfer_soseleto_frozen": transfer_run, "transfer_soseleto_theta": transfer_run,
-    "transfer_two_stage": transfer_run, "appendix_c_run": transfer_run, "table2": table2, "appendix_c": appendix_c,
+    "transfer_target_split": transfer_target_split, "transfer_pretrain": transfer_run, "transfer_run": transfer_run,
+    "transfer_run_alpha": transfer_run, "appendix_c_run": transfer_run, "table2": table2, "appendix_c": appendix_c,
     "step_cost": step_cost, "share_cost": share_cost,
 }

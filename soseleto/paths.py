@@ -12,6 +12,11 @@ from pathlib import PurePath
 from typing import Any
 
 from soseleto.config import DATASET_NAMES, SideConfig
+from soseleto.config import methods as registry
+
+
+STEP_COST_CSV = "results/benchmarks/step_cost.csv"  # soseleto bench, the step_cost rule
+SHARE_COST_CSV = "results/benchmarks/share_cost.csv"  # python -m soseleto.cost.share, the share_cost rule
 
 
 def dataset_tag(dataset: str) -> str:
@@ -47,11 +52,11 @@ def detection_runs(methods, noise_tags, seeds, *, run: str, cleanlab: bool = Tru
     """The runs that score the source, in table order: ``noise``, ``method``, ``seed`` and ``path``
     (``run`` is the run directory pattern with ``{noise}``, ``{method}``, ``{seed}``).
 
-    ``soseleto`` and ``l2rw`` when they are among ``methods``; ``cleanlab`` (the noisy baseline's
-    detector) when ``noisy_baseline`` is and ``cleanlab`` is true.
+    The detectors of the registry (:func:`soseleto.config.methods.detectors`) among ``methods``;
+    ``cleanlab`` (the noisy baseline's detector) when ``noisy_baseline`` is and ``cleanlab`` is true.
     """
-    chosen = [m for m in ("soseleto", "l2rw") if m in methods]
-    chosen += ["cleanlab"] if cleanlab and "noisy_baseline" in methods else []
-    return [{"noise": float(n), "method": m, "seed": int(s),
-             "path": run.format(noise=n, method=m, seed=s) + ("/alpha.csv" if m == "soseleto" else "/scores.csv")}
-            for n in noise_tags for m in chosen for s in seeds]
+    files = {m.name: f"/{m.scores}.csv" for m in registry.detectors("noisy") if m.name in methods}
+    if cleanlab and "noisy_baseline" in methods:
+        files["cleanlab"] = "/scores.csv"
+    return [{"noise": float(n), "method": m, "seed": int(s), "path": run.format(noise=n, method=m, seed=s) + file}
+            for n in noise_tags for m, file in files.items() for s in seeds]

@@ -8,7 +8,8 @@ relies on and never picks up a changed default silently.
 
 import torch
 
-from soseleto.config import PairedConfig, PlainConfig, SoseletoConfig
+from soseleto.config import PairedConfig, PeerConfig, PlainConfig, SoseletoConfig
+from soseleto.config import methods as registry
 from soseleto.core.loop import Labeled
 from soseleto.core.models import build_classifier, build_features
 from soseleto.core.rng import seeded
@@ -69,3 +70,11 @@ def dies_on_second_call():
         return 0.0
 
     return monitor
+
+
+def run_peer(method, features, head, source, target, cfg, options=None, *, seed, device="cpu", **kw):
+    """A noisy-label method of the registry trained directly on tensors, as
+    :func:`soseleto.experiments.noisy.run_method` does once it has loaded its split."""
+    runner = registry.get("noisy", method).runner()
+    return runner(features, head, source, target, cfg, PeerConfig() if options is None else options, seed=seed,
+                  device=torch.device(device), name=method, **kw)

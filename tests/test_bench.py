@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from soseleto import bench
+from soseleto.cost import bench
 from soseleto.cli import main as cli_main
 from soseleto.core.stop import Stopped
 
@@ -32,7 +32,7 @@ def test_quick_bench_writes_finite_csv_with_provenance(tmp_path):
 
 
 def test_load_zero_times_only_the_machine_as_it_is():
-    df = bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0)
+    df = bench.measure(["lenet"], device="cpu", reps=1, warmup=0, threads=None, load=0)
     assert df.load[0] == 0 and math.isnan(df.ratio_loaded[0]) and df.ratio[0] > 0
 
 
@@ -73,19 +73,19 @@ def test_a_trainer_moves_to_float64_whole():
 def test_a_compiled_step_that_differs_is_not_timed(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None: fn)  # no compiler needed: the check is what counts
     monkeypatch.setattr(bench, "compiled_error", lambda case, tr, step, plain: (0.2, 1e-3))  # 200 times as far
-    row = bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0, compile_mode="default").iloc[0]
+    row = bench.measure(["lenet"], device="cpu", reps=1, warmup=0, threads=None, load=0, compile_mode="default").iloc[0]
     assert row.compile_max_rel_err == 0.2 and math.isnan(row.soseleto_ms_compiled) and math.isnan(row.plain_ms_compiled)
     assert row.soseleto_ms > 0  # the eager timing stands
 
 
 @pytest.mark.slow
 def test_compiled_steps_are_checked_and_timed():
-    df = bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0, compile_mode="default")
+    df = bench.measure(["lenet"], device="cpu", reps=1, warmup=0, threads=None, load=0, compile_mode="default")
     row = df.iloc[0]
     assert row.compile == "default" and 0 < row.eager_max_rel_err < 1e-2
     assert row.compile_max_rel_err <= max(bench.COMPILE_FACTOR * row.eager_max_rel_err, bench.COMPILE_FLOOR)
     assert row.plain_ms_compiled > 0 and row.soseleto_ms_compiled > 0 and math.isfinite(row.ratio_compiled)
-    assert math.isnan(bench.run(["lenet"], device="cpu", reps=1, warmup=0, load=0).ratio_compiled[0])
+    assert math.isnan(bench.measure(["lenet"], device="cpu", reps=1, warmup=0, threads=None, load=0).ratio_compiled[0])
 
 
 def test_busy_processes_spin_while_the_block_runs_and_are_gone_after():
@@ -108,7 +108,7 @@ def test_busy_processes_end_when_their_parent_dies(tmp_path):
     import sys
     import time
 
-    code = ("import sys, time\nfrom soseleto import bench\nwith bench.busy(1) as p:\n"
+    code = ("import sys, time\nfrom soseleto.cost import bench\nwith bench.busy(1) as p:\n"
             "    print(p[0].pid, flush=True)\n    time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
@@ -135,7 +135,7 @@ def test_alpha_check_passes_for_ghost_and_forward_paths(model):
 
 def test_unknown_model_is_an_error():
     with pytest.raises(ValueError, match="no benchmark setting"):
-        bench.run(["vgg"], device="cpu", reps=1)
+        bench.measure(["vgg"], device="cpu", reps=1, warmup=0, threads=None, load=0)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -156,5 +156,5 @@ def test_a_signal_stops_the_bench_between_repetitions_and_writes_nothing(tmp_pat
     name = signal.Signals(signum).name
     assert str(err.value) == f"bench: stopped by {name} while timing lenet (repetition 3 of 1002); nothing was written"
     assert err.value.code == 128 + signum and len(calls) == 2  # no step after the signal's repetition
-    assert f"WARNING soseleto.bench: {err.value}" in capfd.readouterr().err  # the log line
+    assert f"WARNING soseleto.cost.bench: {err.value}" in capfd.readouterr().err  # the log line
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signum) is before

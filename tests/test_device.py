@@ -38,7 +38,7 @@ def test_seeded_blocks_restore_the_global_generator():
 
 
 def test_slots_fill_every_card_before_doubling_up(tmp_path):
-    from soseleto.core.device import claim_slot
+    from soseleto.cost.gpus import claim_slot
 
     claims = [claim_slot(["a", "b"], tmp_path) for _ in range(5)]
     assert [(c.card, c.slot) for c in claims] == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]
@@ -51,9 +51,9 @@ def test_a_slot_is_freed_when_its_process_dies(tmp_path):
     import subprocess
     import sys
 
-    from soseleto.core.device import claim_slot
+    from soseleto.cost.gpus import claim_slot
 
-    holder = ("import sys, time; from soseleto.core.device import claim_slot; "
+    holder = ("import sys, time; from soseleto.cost.gpus import claim_slot; "
               f"c = claim_slot(['a', 'b'], {str(tmp_path)!r}); print(c.card, c.slot, flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
     try:
@@ -67,7 +67,7 @@ def test_a_slot_is_freed_when_its_process_dies(tmp_path):
 
 
 def test_spread_leaves_a_named_device_or_a_single_card_alone(tmp_path):
-    from soseleto.core.device import spread
+    from soseleto.cost.gpus import spread
 
     assert spread("cpu", lock_dir=tmp_path) == "cpu"
     assert spread("cuda:1", lock_dir=tmp_path) == "cuda:1"
@@ -79,7 +79,7 @@ def test_spread_leaves_a_named_device_or_a_single_card_alone(tmp_path):
 def test_spread_claims_one_card_per_process_on_a_several_card_machine(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from soseleto.core import device
+    from soseleto.cost import gpus as device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)

@@ -70,7 +70,7 @@ def test_synthetic_jobs_read_their_config_entry(tmp_path):
 
 
 def test_a_job_on_auto_takes_the_card_spread_gives_it(tmp_path, monkeypatch):
-    from soseleto.core import device
+    from soseleto.cost import gpus as device
 
     seen = []
     monkeypatch.setattr(device, "spread", lambda d: seen.append(d) or "cuda:3")  # a several-card machine
@@ -94,21 +94,21 @@ def test_gpu_slots_are_read_from_snakemakes_resources(tmp_path):
 
 
 def test_share_cost_job_times_the_configured_counts_into_its_log(tmp_path, monkeypatch):
-    from soseleto import bench_share
+    from soseleto.cost import share
     from soseleto.config import BenchConfig
 
     seen = {}
 
-    def fake_run(models, **kw):
+    def fake_measure(models, **kw):
         seen.update(models=models, **kw)
-        logging.getLogger("soseleto.bench_share").info("timed")
+        logging.getLogger("soseleto.cost.share").info("timed")
         return pd.DataFrame({"model": models, "jobs": [1]})
 
-    monkeypatch.setattr(bench_share, "run", fake_run)
+    monkeypatch.setattr(share, "measure", fake_measure)
     cfg = WorkflowConfig(bench=BenchConfig(models=("lenet",), share_jobs=(1, 8), share_seconds=2.5))
     params = {"config": job_params(cfg, "bench.models", "bench.share_jobs", "bench.share_seconds"), "device": "cpu"}
     jobs.run_job(jobs.Job("share_cost", output={"csv": str(tmp_path / "share_cost.csv")}, params=params,
                           log=str(tmp_path / "share.log")))
-    assert seen["models"] == ["lenet"] and seen["jobs"] == [1, 8] and seen["seconds"] == 2.5
+    assert list(seen["models"]) == ["lenet"] and list(seen["jobs"]) == [1, 8] and seen["seconds"] == 2.5
     assert seen["device"] == "cpu" and (tmp_path / "share_cost.csv").exists()
     assert "timed" in (tmp_path / "share.log").read_text()  # the job's log file is kept, not replaced

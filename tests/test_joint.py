@@ -8,9 +8,8 @@ from soseleto.core.loop import Labeled
 from soseleto.core.models import build_classifier, build_features
 from soseleto.core.rng import seeded
 from soseleto.methods.joint import joint_loss
-from soseleto.methods.peers import train_peer
 
-from builders import paired_config
+from builders import paired_config, run_peer
 
 
 def _net(seed=0):
@@ -36,7 +35,7 @@ def test_joint_step_is_sgd_on_the_weighted_sum(float64):
     assert torch.allclose(joint_loss(ls, lt, w), 0.7 * ls + 0.3 * lt)
     grads = torch.autograd.grad(joint_loss(ls, lt, w), params)
     cfg = paired_config(lr_p=0.5, source_batch=6, target_batch=6, epochs=1)
-    res = train_peer("joint", f, h, Labeled(xs, ys), Labeled(xt, yt), cfg, PeerConfig(target_weight=w), seed=0)
+    res = run_peer("joint", f, h, Labeled(xs, ys), Labeled(xt, yt), cfg, PeerConfig(target_weight=w), seed=0)
     for p, p0, g in zip(list(f.parameters()) + list(h.parameters()), params, grads):
         torch.testing.assert_close(p, p0 - 0.5 * g)
     # the history holds both losses of the step, before it

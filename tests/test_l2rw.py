@@ -9,9 +9,8 @@ from torch.func import functional_call
 
 from soseleto.core.loop import Labeled
 from soseleto.methods.l2rw import L2RW, l2rw_weights
-from soseleto.methods.peers import train_peer
 
-from builders import batch2d, mlp, paired_config
+from builders import batch2d, mlp, paired_config, run_peer
 
 
 def _lookahead_weights(features, head, xs, ys, xt, yt, lr):
@@ -53,7 +52,7 @@ def test_l2rw_all_rejected_gives_zero_step(float64):
     assert torch.equal(w, torch.zeros(4))
     before = [p.clone() for p in list(f.parameters()) + list(h.parameters())]
     cfg = paired_config(lr_p=0.1, source_batch=4, target_batch=1, epochs=1)
-    res = train_peer("l2rw", f, h, source, target, cfg, seed=0)
+    res = run_peer("l2rw", f, h, source, target, cfg, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(before, list(f.parameters()) + list(h.parameters())))
     assert res.scores.tolist() == [0.0] * 4
 

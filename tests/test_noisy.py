@@ -67,7 +67,7 @@ def _split(tmp_path, split_cfg=SPLIT, noise=0.4):
 
 def _outputs(run, *extra):
     run.mkdir(parents=True, exist_ok=True)
-    names = {"metrics": "metrics.json", "checkpoint": "model.ckpt", "alpha": "alpha.csv", "scores": "scores.csv"}
+    names = {"metrics": "metrics.json", "checkpoint": "checkpoint.pt", "alpha": "alpha.csv", "scores": "scores.csv"}
     return {k: str(run / names[k]) for k in ("metrics", "checkpoint", *extra)}
 
 
@@ -79,24 +79,24 @@ def _run(method, settings, out, split, **kw):
 def test_a_peer_method_runs_through_run_method(tmp_path):
     split, _ = _split(tmp_path)
     run = tmp_path / "l2rw"
-    metrics = _run("l2rw", PEER_TRAINER, _outputs(run, "scores"), split, peers=PeerConfig())
+    metrics = _run("l2rw", PEER_TRAINER, _outputs(run, "scores"), split, options=PeerConfig())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["epochs"] == 2 and len(metrics["history"]) == 2
-    assert (run / "model.ckpt").exists() and not (run / "model.ckpt.resume").exists()  # moved onto model.ckpt
+    assert (run / "checkpoint.pt").exists() and not (run / "checkpoint.pt.resume").exists()  # moved onto it
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["provenance"]["config"]["settings"]["target_batch"] == 10
-    assert saved["provenance"]["config"]["peers"] == to_dict(PeerConfig())
+    assert saved["provenance"]["config"]["options"] == to_dict(PeerConfig())
     scores = pd.read_csv(run / "scores.csv")
     assert list(scores.columns) == ["index", "label", "true_label", "noisy", "score", "draws"] and len(scores) == 110
     assert (scores.draws == 2).all() and scores.score.mean() == pytest.approx(1.0, abs=0.2)
     assert metrics["score_mean_clean"] == pytest.approx(scores.score[~scores.noisy].mean())
     assert metrics["score_mean_noisy"] == pytest.approx(scores.score[scores.noisy].mean())
-    glc = _run("glc", PEER_TRAINER, _outputs(tmp_path / "glc"), split, peers=PeerConfig())
+    glc = _run("glc", PEER_TRAINER, _outputs(tmp_path / "glc"), split, options=PeerConfig())
     np.testing.assert_allclose(np.sum(glc["corruption"], axis=1), 1.0, atol=1e-5)  # GLC's C, row-stochastic
     with pytest.raises(ValueError, match=r"joint writes metrics, checkpoint; got outputs"):
-        _run("joint", PEER_TRAINER, _outputs(tmp_path / "j", "scores"), split, peers=PeerConfig())
+        _run("joint", PEER_TRAINER, _outputs(tmp_path / "j", "scores"), split, options=PeerConfig())
     with pytest.raises(ValueError, match=r"l2rw writes metrics, checkpoint, scores"):
-        _run("l2rw", PEER_TRAINER, _outputs(tmp_path / "k"), split, peers=PeerConfig())
-    with pytest.raises(ValueError, match="method='mwn' is invalid"):
+        _run("l2rw", PEER_TRAINER, _outputs(tmp_path / "k"), split, options=PeerConfig())
+    with pytest.raises(ValueError, match="method 'mwn' is not a noisy method"):
         _run("mwn", PEER_TRAINER, _outputs(tmp_path / "m"), split)
 
 
@@ -105,13 +105,13 @@ def test_three_methods_end_to_end_on_generated_data(tmp_path):
     assert info["n_target"] == 50 and info["n_source"] == 110 and info["target_per_class"] == [5] * 10
     assert info["n_validation"] == 0 and info["n_test"] == 0 and info["n_classes"] == 10
     np.testing.assert_allclose(np.diag(read_confusion(split["confusion"])), 0.6)
-    baseline_ckpt = str(tmp_path / "noisy_baseline" / "model.ckpt")
+    baseline_ckpt = str(tmp_path / "noisy_baseline" / "checkpoint.pt")
     out = {}
     for method, settings in (("noisy_baseline", BASELINE), ("soseleto", TRAINER), ("finetune", FINETUNE)):
         run = tmp_path / method
         out[method] = _run(method, settings, _outputs(run, *(["alpha"] if method == "soseleto" else [])), split,
                            init=(baseline_ckpt, BASELINE) if method == "finetune" else None)
-        assert (run / "model.ckpt").exists()
+        assert (run / "checkpoint.pt").exists()
         metrics = json.loads((run / "metrics.json").read_text())
         assert 0 <= metrics["accuracy"] <= 1 and metrics["n_test"] == 60
         assert metrics["realised_noise"] == pytest.approx(info["realised_noise"])
@@ -183,11 +183,11 @@ def test_killed_run_resumes_from_its_resume_file(tmp_path):
     first = _run("noisy_baseline", one, _outputs(tmp_path / "a"), split)
     full = _run("noisy_baseline", BASELINE, _outputs(tmp_path / "b"), split)
     # a run "killed" after epoch 1 leaves its resume file; rerunning finishes epoch 2 only
-    state = torch.load(tmp_path / "a" / "model.ckpt", weights_only=False)
-    state["config"] = identity("noisy_baseline", BASELINE, seed=0, peers=None, noise=0.4, split=SPLIT, model=MODEL,
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    state["config"] = identity("noisy_baseline", BASELINE, seed=0, options=None, noise=0.4, split=SPLIT, model=MODEL,
                                data=DATA)
     (tmp_path / "c").mkdir()
-    torch.save(state, resume_path(tmp_path / "c" / "model.ckpt"))
+    torch.save(state, resume_path(tmp_path / "c" / "checkpoint.pt"))
     resumed = _run("noisy_baseline", BASELINE, _outputs(tmp_path / "c"), split)
     assert resumed["accuracy"] == full["accuracy"]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]

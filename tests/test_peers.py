@@ -1,4 +1,4 @@
-"""The peer methods' harness (:func:`soseleto.methods.peers.train_peer`): its checks, and a tiny
+"""The peer methods through the registry (:mod:`soseleto.config.methods`): their checks, and a tiny
 noisy-label run of every peer that is finite, resumes exactly and refuses a foreign checkpoint."""
 
 import math
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from soseleto.config import PEER_METHODS, PeerConfig, from_mapping
+from soseleto.config import PeerConfig, from_mapping
+from soseleto.config import methods as registry
 from soseleto.core.loop import Labeled
 from soseleto.data import images, sets
 from soseleto.data.noise import confusion_matrix, corrupt_labels
-from soseleto.methods.peers import train_peer
 
-from builders import Killed, batch2d, dies_on_second_call, mlp, paired_config
+from builders import Killed, batch2d, dies_on_second_call, mlp, paired_config, run_peer
 
 
 def test_peer_config_validation():
@@ -26,12 +26,12 @@ def test_peer_config_validation():
         PeerConfig(glc_noisy_epochs=0)
     f, h = mlp()
     d = Labeled(*batch2d(8))
-    with pytest.raises(ValueError, match="method='mwn'"):
-        train_peer("mwn", f, h, d, d, paired_config(), seed=0)
+    with pytest.raises(ValueError, match="method 'mwn' is not a noisy method; known: .*'l2rw'"):
+        run_peer("mwn", f, h, d, d, paired_config(), seed=0)
     with pytest.raises(ValueError, match="head has 3 outputs"):
-        train_peer("joint", f, h, Labeled(d.x, d.y + 3), d, paired_config(), seed=0)
+        run_peer("glc", f, h, Labeled(d.x, d.y + 3), d, paired_config(), seed=0)
     with pytest.raises(TypeError, match="nn.Linear"):
-        train_peer("joint", f, torch.nn.Identity(), d, d, paired_config(), seed=0)
+        run_peer("noise_layer", f, torch.nn.Identity(), d, d, paired_config(), seed=0)
 
 
 def _noisy_problem(n=240, n_target=60, noise=0.4):
@@ -46,13 +46,13 @@ OPTIONS = PeerConfig(glc_noisy_epochs=1, noise_lr_scale=10.0)
 IDENTITY = {"test": "peers", "seed": 3}
 
 
-@pytest.mark.parametrize("method", PEER_METHODS)
+@pytest.mark.parametrize("method", registry.names("noisy", rows=("peer",)))
 def test_tiny_run_is_finite_and_resumes_exactly(method, tmp_path):
     source, target, _ = _noisy_problem()
 
     def run(**kw):
         f, h = mlp((1, 28, 28), k=10, hidden=16)
-        res = train_peer(method, f, h, source, target, CFG, OPTIONS, seed=3, **kw)
+        res = run_peer(method, f, h, source, target, CFG, OPTIONS, seed=3, **kw)
         return res, list(f.parameters()) + list(h.parameters())
 
     full, p_full = run()

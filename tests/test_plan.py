@@ -1,5 +1,5 @@
-"""The cost plan (:mod:`soseleto.report.plan`): its arithmetic on a tiny config, its job counts
-against Snakemake's DAG, and `soseleto plan` without torch."""
+"""The cost plan (:mod:`soseleto.cost.plan`, :mod:`soseleto.cost.jobs`): its arithmetic on a tiny
+config, its jobs against Snakemake's DAG, and `soseleto plan` without torch."""
 
 import math
 import re
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soseleto.report import plan
+from soseleto.cost import gpus, jobs, plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,12 +28,15 @@ def test_steps_follow_set_sizes_batches_and_epochs(tmp_path):
                          "trainer": {"source_batch": 300, "target_batch": 20, "epochs": 3},
                          "baseline": {"batch": 450, "epochs": 2}, "finetune": {"batch": 40, "epochs": 5},
                          "cleanlab_folds": 0})
-    works = {w.rule: w for w in plan.noisy_work(cfg, results=tmp_path)}
+    sizes = jobs.Sizes(cfg, tmp_path)
+    groups = {g.rule: g for g in plan.group(w for rule, wc in jobs.workflow_jobs(cfg)
+                                            for w in jobs.job_work(cfg, rule, wc, sizes))}
     # 1000 generated images, 100 clean target: 900 source
-    assert works["noisy_soseleto"].steps == [3 * math.ceil(900 / 300)] * 2
-    assert works["noisy_baseline"].steps == [2 * math.ceil(900 / 450)] * 2  # finetune needs it
-    assert works["noisy_finetune"].steps == [5 * math.ceil(100 / 40)] * 2
-    assert works["noisy_soseleto"].batch == 320 and works["noisy_soseleto"].model == "cifar_quick"
+    assert groups["noisy_run_alpha (soseleto)"].steps == [3 * math.ceil(900 / 300)] * 2
+    assert groups["noisy_run (noisy_baseline)"].steps == [2 * math.ceil(900 / 450)] * 2  # finetune needs it
+    assert groups["noisy_run (finetune)"].steps == [5 * math.ceil(100 / 40)] * 2
+    sos = groups["noisy_run_alpha (soseleto)"]
+    assert sos.batch == 320 and sos.model == "cifar_quick" and sos.kind == "soseleto"
 
 
 def test_hours_are_steps_times_the_scaled_step_time(tmp_path):
@@ -41,16 +44,22 @@ def test_hours_are_steps_times_the_scaled_step_time(tmp_path):
     bench.write_text("model,device,threads,source_batch,target_batch,plain_ms,soseleto_ms\n"
                      "lenet,cpu,2,32,10,10.0,21.0\n")
     costs = plan.step_costs("cpu", bench)
-    assert costs["lenet"][:2] == (10.0, 21.0) and costs["lenet"][2].startswith("measured")
-    assert costs["cifar_quick"][2] == "assumed"
-    work = plan.Work("noisy", "r", [100, 200], "soseleto", "lenet", 84)  # twice the benchmark's 42 samples
-    (row,) = plan.plan_rows([work], costs, "cpu")
+    assert (costs["lenet"]["plain"], costs["lenet"]["soseleto"]) == (10.0, 21.0)
+    assert costs["lenet"]["from"].startswith("measured") and costs["cifar_quick"]["from"] == "assumed"
+    group = plan.Group("noisy", "r", "soseleto", "lenet", 84, 1, True, [100, 200])  # twice the benchmark's 42 samples
+    (row,) = plan.plan_rows([group], costs, "cpu")
     assert row["ms_per_step"] == 42.0 and row["hours"] == pytest.approx(300 * 42.0 / 3.6e6)
     assert row["hours_per_job"] == pytest.approx(200 * 42.0 / 3.6e6) and row["steps_per_job"] == "100-200"
     # on a GPU a smaller batch costs no less than the benchmark's step
-    small = plan.Work("noisy", "r", [10], "plain", "lenet", 8)
+    small = plan.Group("noisy", "r", "plain", "lenet", 8, 1, False, [10])
     assert plan.step_ms(small, plan.step_costs("cuda"), "cuda")[0] == plan.ASSUMED_MS["cuda"]["lenet"][0]
     assert plan.step_ms(small, costs, "cpu")[0] == pytest.approx(10.0 * 8 / 32)
+    # a step the benchmark did not time: priced as a SOSELETO step if it looks ahead, else as a plain one
+    ahead = plan.Group("noisy", "r", "l2rw", "lenet", 42, 1, True, [10])
+    assert plan.step_ms(ahead, costs, "cpu") == (21.0, costs["lenet"]["from"] + ", as a soseleto step")
+    bench.write_text("model,device,threads,source_batch,target_batch,plain_ms,soseleto_ms,l2rw_ms\n"
+                     "lenet,cpu,2,32,10,10.0,21.0,30.0\n")
+    assert plan.step_ms(ahead, plan.step_costs("cpu", bench), "cpu")[0] == 30.0
 
 
 def test_wall_time_shares_the_cores_and_is_never_below_the_longest_job():
@@ -85,10 +94,14 @@ def test_sharing_gains_come_from_the_measured_level_not_above_the_jobs_per_gpu(t
                                                                 results=tmp_path))
 
 
-def test_pending_keeps_only_the_jobs_left_to_run():
+def test_a_plan_of_given_jobs_prices_only_those():
     cfg, _ = plan.load_config([REPO / "config/smoke.yaml"], base=REPO / "config/config.yaml")
-    result = plan.plan(cfg, device="cpu", cores=2, pending={"noisy_soseleto": 1, "noisy_peer (glc)": 2})
-    assert [(r["rule"], r["jobs"]) for r in result["rows"]] == [("noisy_soseleto", 1), ("noisy_peer (glc)", 2)]
+    pending = [("noisy_run_alpha", {"noise": "0.5", "method": "soseleto", "seed": "0"}),
+               ("noisy_run", {"noise": "0.5", "method": "glc", "seed": "0"}),
+               ("noisy_run", {"noise": "0.5", "method": "glc", "seed": "1"})]
+    result = plan.plan(cfg, device="cpu", cores=2, jobs=pending)
+    assert [(r["rule"], r["jobs"]) for r in result["rows"]] == [("noisy_run_alpha (soseleto)", 1),
+                                                               ("noisy_run (glc)", 2)]
     assert result["jobs"] == 3 and result["training_jobs"] == 3
 
 
@@ -101,11 +114,9 @@ def test_job_counts_match_the_snakemake_dag(tmp_path, configfile):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1].split("\n\n")[0], flags=re.MULTILINE))
     cfg, _ = plan.load_config([REPO / configfile] if configfile else [], base=REPO / "config/config.yaml")
     counts: dict[str, int] = {}
-    for w in plan.workflow_work(cfg, results=tmp_path):
-        rule = w.rule.split(" (")[0]
-        counts[rule] = 1 if w.kind == "bench" else counts.get(rule, 0) + len(w.steps)
-    expected = {k: int(v) for k, v in stats.items() if k not in ("all", "total", "cost_plan")}
-    assert counts == expected
+    for rule, _ in jobs.workflow_jobs(cfg):
+        counts[rule] = counts.get(rule, 0) + 1
+    assert counts == {k: int(v) for k, v in stats.items() if k not in ("all", "total")}
 
 
 def test_plan_command_prints_the_table_without_torch():
@@ -114,41 +125,41 @@ def test_plan_command_prints_the_table_without_torch():
             "assert 'torch' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert "| noisy | noisy_soseleto | 9 |" in out.stdout and "**Total:**" in out.stdout
+    assert "| noisy | noisy_run_alpha (soseleto) | 9 |" in out.stdout and "**Total:**" in out.stdout
 
 
 def test_auto_device_is_priced_as_cpu_without_a_visible_gpu(tmp_path, monkeypatch):
     cfg = _config(tmp_path, device="auto")
-    monkeypatch.setattr(plan, "gpu_visible", lambda: False)
-    assert plan.default_device(cfg) == "cpu"
-    monkeypatch.setattr(plan, "gpu_visible", lambda: True)
-    assert plan.default_device(cfg) == "cuda"
-    assert plan.default_device(_config(tmp_path, device="cpu")) == "cpu"
+    monkeypatch.setattr(gpus, "gpu_visible", lambda: False)
+    assert gpus.default_device(cfg.device) == "cpu"
+    monkeypatch.setattr(gpus, "gpu_visible", lambda: True)
+    assert gpus.default_device(cfg.device) == "cuda"
+    assert gpus.default_device(_config(tmp_path, device="cpu").device) == "cpu"
     monkeypatch.undo()
     for hidden in ("", "-1"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
-        assert plan.gpu_visible() is False
+        assert gpus.gpu_visible() is False
 
 
 def test_gpu_slots_spread_over_the_visible_cards(tmp_path, monkeypatch):
     for card in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0", "0000:04:00.0"):
         (tmp_path / card).mkdir()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert plan.gpu_count(tmp_path) == 4
+    assert gpus.gpu_count(tmp_path) == 4
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
-    assert plan.gpu_count(tmp_path) == 2
+    assert gpus.gpu_count(tmp_path) == 2
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
-    assert plan.gpu_count(tmp_path) == 0
-    monkeypatch.setattr(plan, "gpu_count", lambda: 4)
-    assert plan.gpu_layout(16) == {"gpus": 4, "jobs_per_gpu": 4}
-    assert plan.gpu_layout(6) == {"gpus": 4, "jobs_per_gpu": 2}
-    assert plan.gpu_layout(None) == {"gpus": 4, "jobs_per_gpu": 1}
-    monkeypatch.setattr(plan, "gpu_count", lambda: 0)  # a CPU machine: the plan prices the CPU anyway
-    assert plan.gpu_layout(1) == {"gpus": 1, "jobs_per_gpu": 1}
+    assert gpus.gpu_count(tmp_path) == 0
+    monkeypatch.setattr(gpus, "gpu_count", lambda: 4)
+    assert gpus.gpu_layout(16) == {"gpus": 4, "jobs_per_gpu": 4}
+    assert gpus.gpu_layout(6) == {"gpus": 4, "jobs_per_gpu": 2}
+    assert gpus.gpu_layout(None) == {"gpus": 4, "jobs_per_gpu": 1}
+    monkeypatch.setattr(gpus, "gpu_count", lambda: 0)  # a CPU machine: the plan prices the CPU anyway
+    assert gpus.gpu_layout(1) == {"gpus": 1, "jobs_per_gpu": 1}
 
 
 def test_the_plans_benchmark_batches_are_the_benchmarks():
-    from soseleto import bench  # the plan cannot import it (torch): its copy of the batches must agree
+    from soseleto.cost import bench  # the plan cannot import it (torch): its copy of the batches must agree
 
     for model, s in bench.SETTINGS.items():
-        assert plan.BENCH_BATCH[model] == (s.source_batch, s.target_batch), model
+        assert jobs.BENCH_BATCH[model] == (s.source_batch, s.target_batch), model

@@ -25,8 +25,9 @@ from soseleto.core.rng import generator, seeded
 from soseleto.core.soseleto import Soseleto
 from soseleto.data import images, sets
 from soseleto.experiments import detection, noisy, synthetic, transfer
-from soseleto.methods.peers import train_peer
 from soseleto.methods.plain import train_plain
+
+from builders import run_peer
 
 REF = json.loads((Path(__file__).parent / "reference" / "pre_refactor.json").read_text())
 EXACT = (REF["_meta"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
@@ -160,7 +161,7 @@ def test_plain_sgd():
 def test_peer_methods(i, method):
     src, tgt, test = tiny_sets("mnist", 96, 30, 40)
     f, h = net("lenet", (1, 28, 28), 10, seed=5 + i)
-    res = train_peer(method, f, h, src, tgt, PairedConfig(**BASE, source_batch=32, target_batch=10),
+    res = run_peer(method, f, h, src, tgt, PairedConfig(**BASE, source_batch=32, target_batch=10),
                      PeerConfig(glc_noisy_epochs=1), seed=5 + i)
     want = REF[f"peer_{method}"]
     assert_values([h.loss_source for h in res.history], [row[0] for row in want["losses"]])
@@ -198,17 +199,17 @@ def test_noisy_experiment_every_method(tmp_path):
     assert frame[["index", "role", "label"]].to_dict("list") == REF["noisy_split"]
     for method in ("noisy_baseline", "soseleto", "finetune", "joint", "l2rw", "glc", "noise_layer"):
         d = tmp_path / method
-        outputs = {"metrics": d / "metrics.json", "checkpoint": d / "model.ckpt"}
+        outputs = {"metrics": d / "metrics.json", "checkpoint": d / "checkpoint.pt"}
         column = {"soseleto": "alpha", "l2rw": "scores"}.get(method)
         if column:
             outputs[column] = d / f"{column}.csv"
-        init = (tmp_path / "noisy_baseline" / "model.ckpt", NOISY["noisy_baseline"]) if method == "finetune" else None
+        init = (tmp_path / "noisy_baseline" / "checkpoint.pt", NOISY["noisy_baseline"]) if method == "finetune" else None
         settings = NOISY.get(method, NOISY["peers"])
         m = noisy.run_method(method, settings, split_cfg=NOISY["split"], model="auto", data=NOISY_DATA, noise=0.4,
                              seed=0, device="cpu", split_csv=split["split"], outputs=outputs, init=init,
-                             peers=PeerConfig(glc_noisy_epochs=1) if settings is NOISY["peers"] else None)
+                             options=PeerConfig(glc_noisy_epochs=1) if settings is NOISY["peers"] else None)
         want = REF[f"noisy_{method}"]
-        compare_run(m, d / "model.ckpt", want)
+        compare_run(m, d / "checkpoint.pt", want)
         if column:
             assert_values(pd.read_csv(outputs[column]).iloc[:, 4].tolist(), want["alpha" if column == "alpha" else "score"])
         for key in ("corruption", "noise_matrix", "init_accuracy"):
@@ -240,14 +241,16 @@ def test_transfer_experiment_every_method(tmp_path):
     splits = {"source": str(sp / "src.csv"), "target": str(sp / "tgt.csv"), "test": str(sp / "test.csv")}
     inputs = {"target_only": {k: splits[k] for k in ("target", "test")}, "pretrain": {"source": splits["source"]},
               "fine_tuning": {"target": splits["target"], "test": splits["test"],
-                              "pretrained": tmp_path / "pretrain" / "ck.pt"},
-              "soseleto": splits, "two_stage": {**splits, "stage1": tmp_path / "soseleto" / "ck.pt"}}
+                              "init": tmp_path / "pretrain" / "ck.pt"},
+              "soseleto": splits, "two_stage": {**splits, "init": tmp_path / "soseleto" / "ck.pt"}}
     inits = {"fine_tuning": settings["pretrain"], "two_stage": settings["soseleto"]}
     for method in ("target_only", "pretrain", "fine_tuning", "soseleto", "two_stage"):
         d = tmp_path / method
         outputs = {"metrics": d / "metrics.json", "checkpoint": d / "ck.pt", "alpha": d / "alpha.csv"}
-        m = transfer.run_and_save(transfer.Job(method, settings[method], task, data, 0, "cpu", inputs[method], outputs,
-                                               n_target=None if method == "pretrain" else 10, init=inits.get(method)))
+        m = transfer.run_and_save(transfer.TransferRun(
+            method, settings[method], task, data, 0, "cpu", inputs[method], outputs,
+            n_target=None if method == "pretrain" else 10, init=inits.get(method),
+            options="stage1" if method == "two_stage" else None))
         want = REF[f"transfer_{method}"]
         compare_run(m, d / "ck.pt", want)
         if "alpha" in want:

@@ -82,7 +82,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_stream_benchmark_measures_both_methods(tmp_path):
-    from soseleto.bench_stream import make_folder, measure
+    from soseleto.cost.stream import make_folder, measure
 
     root = make_folder(tmp_path / "gen", 60)
     assert len(list(root.rglob("*.png"))) == 60 and (root / ".complete-60").exists()

@@ -109,7 +109,7 @@ def test_index_file_for_other_data_is_an_error(tmp_path):
 def _job(method, settings, tmp_path, inputs, names=("metrics", "checkpoint", "alpha"), n_target=20, seed=0, **kw):
     run = tmp_path / f"{method}{kw.pop('tag', '')}"
     outputs = {k: str(run / f) for k, f in [("metrics", "m.json"), ("checkpoint", "c.pt"), ("alpha", "a.csv")] if k in names}
-    return transfer.Job(method, settings, TASK, DATA, seed, "cpu", inputs, outputs, n_target=n_target, **kw)
+    return transfer.TransferRun(method, settings, TASK, DATA, seed, "cpu", inputs, outputs, n_target=n_target, **kw)
 
 
 def test_tiny_soseleto_transfer_and_two_stage_runs(tmp_path):
@@ -126,8 +126,8 @@ def test_tiny_soseleto_transfer_and_two_stage_runs(tmp_path):
     assert saved["provenance"]["config"]["data"]["source"] == "generated" and saved["method"] == "soseleto"
     assert (tmp_path / "soseleto" / "c.pt").exists() and not (tmp_path / "soseleto" / "c.pt.resume").exists()
 
-    inputs = {"target": p["target"], "test": p["test"], "stage1": job.outputs["checkpoint"]}
-    two = _job("two_stage", TWO_STAGE, tmp_path, inputs, init=SOSELETO)
+    inputs = {"target": p["target"], "test": p["test"], "init": job.outputs["checkpoint"]}
+    two = _job("two_stage", TWO_STAGE, tmp_path, inputs, init=SOSELETO, options="stage1")
     m2 = transfer.run_and_save(two)
     a2 = pd.read_csv(two.outputs["alpha"])
     assert list(a2.columns) == ["index", "pseudo_label", "true_label", "alpha"]
@@ -135,7 +135,7 @@ def test_tiny_soseleto_transfer_and_two_stage_runs(tmp_path):
     assert m2["pseudo_label_accuracy"] == pytest.approx((a2.pseudo_label == a2.true_label).mean())
     assert not set(a2["index"]) & set(pd.read_csv(p["target"])["index"])
     scratch = transfer.run_and_save(_job("two_stage", TWO_STAGE, tmp_path, inputs, init=SOSELETO, tag="scratch",
-                                         two_stage_init="scratch"))
+                                         options="scratch"))
     assert scratch["pseudo_label_accuracy"] == m2["pseudo_label_accuracy"]  # the same pseudo-labels
 
 
@@ -152,9 +152,9 @@ def test_stage1_checkpoint_of_another_config_is_refused(tmp_path):
     transfer.run_and_save(job)
     other = soseleto_config(lr_p=0.02, momentum=0.9, source_batch=32, target_batch=10, epochs=1,
                             shared_classifier=False)
-    inputs = {"target": p["target"], "test": p["test"], "stage1": job.outputs["checkpoint"]}
+    inputs = {"target": p["target"], "test": p["test"], "init": job.outputs["checkpoint"]}
     with pytest.raises(ValueError, match=r"different config \(settings\.lr_p: 0\.01 vs 0\.02\)"):
-        transfer.run_and_save(_job("two_stage", TWO_STAGE, tmp_path, inputs, init=other))
+        transfer.run_and_save(_job("two_stage", TWO_STAGE, tmp_path, inputs, init=other, options="stage1"))
 
 
 def test_fine_tuning_starts_from_the_pretrained_features(tmp_path):
@@ -165,7 +165,7 @@ def test_fine_tuning_starts_from_the_pretrained_features(tmp_path):
     assert m["n_target"] is None and m["accuracy_on"] == "source train" and 0 <= m["accuracy"] <= 1
     assert "test_accuracy" not in m["history"][0] and m["n_test"] is None
     ft = _job("fine_tuning", FINETUNE, tmp_path, {"target": p["target"], "test": p["test"],
-                                                  "pretrained": pre.outputs["checkpoint"]},
+                                                  "init": pre.outputs["checkpoint"]},
               names=("metrics", "checkpoint"), seed=1, init=PRETRAIN)
     m = transfer.run_and_save(ft)
     assert 0 <= m["accuracy"] <= 1 and len(m["history"]) == 3
@@ -175,7 +175,7 @@ def test_fine_tuning_starts_from_the_pretrained_features(tmp_path):
     with pytest.raises(ValueError, match="different config"):  # pre-trained with other settings
         transfer.run_and_save(_job("fine_tuning", FINETUNE, tmp_path, ft.inputs, names=("metrics", "checkpoint"),
                                    seed=1, init=plain_config(lr_p=0.02, batch=32, epochs=1), tag="x"))
-    with pytest.raises(ValueError, match="method='bogus'"):
+    with pytest.raises(ValueError, match="method 'bogus' is not a transfer method"):
         transfer.run_and_save(_job("bogus", FINETUNE, tmp_path, {}, names=("metrics", "checkpoint"), seed=1))
 
 
@@ -189,7 +189,7 @@ def test_target_only_learns_on_the_target_images(tmp_path):
 
 
 def test_job_identity_names_the_run_it_starts_from():
-    job = transfer.Job("two_stage", TWO_STAGE, TASK, DATA, 3, "cpu", {}, {}, n_target=25, init=SOSELETO)
+    job = transfer.TransferRun("two_stage", TWO_STAGE, TASK, DATA, 3, "cpu", {}, {}, n_target=25, init=SOSELETO)
     own, stage1 = job.identity(), job.identity("soseleto", job.init)
     assert (own["method"], own["seed"], own["n_target"]) == ("two_stage", 3, 25)
     assert stage1["method"] == "soseleto" and stage1["settings"]["shared_classifier"] is False

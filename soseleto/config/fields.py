@@ -97,7 +97,8 @@ def check_rules(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     for v in items:
         shown = list(value) if isinstance(value, tuple) else value
         if "choices" in meta:
-            require(name, v in meta["choices"], shown, f"one of {list(meta['choices'])}")
+            allowed = choices_of(meta)
+            require(name, v in allowed, shown, f"one of {list(allowed)}")
         for rule, text, ok in (("ge", ">=", lambda a, b: a >= b), ("gt", ">", lambda a, b: a > b),
                                ("le", "<=", lambda a, b: a <= b), ("lt", "<", lambda a, b: a < b)):
             if rule in meta:
@@ -106,6 +107,13 @@ def check_rules(name: str, value: Any, meta: Mapping[str, Any]) -> None:
             require(name, len(v) >= meta["min_length"], shown, f"at least {meta['min_length']} character(s)")
         if "pattern" in meta:
             require(name, re.match(meta["pattern"], v) is not None, shown, f"matching {meta['pattern']}")
+
+
+def choices_of(meta: Mapping[str, Any]) -> tuple:
+    """A field's allowed values: its ``choices``, called first when it is a function (e.g. the
+    methods of the registry, which a test may extend)."""
+    choices = meta["choices"]
+    return tuple(choices() if callable(choices) else choices)
 
 
 def require(key: str, ok: bool, value: Any, expected: str) -> None:
@@ -188,7 +196,7 @@ def _value_schema(hint: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"description": meta["doc"]}
     scalar: dict[str, Any] = {}
     if meta.get("choices"):
-        scalar["enum"] = list(meta["choices"])
+        scalar["enum"] = list(choices_of(meta))
     else:
         scalar["type"] = JSON_TYPES[item or base]
     scalar.update({BOUNDS[k]: v for k, v in meta.items() if k in BOUNDS})

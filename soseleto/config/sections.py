@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from soseleto.config import methods as registry
+from soseleto.config.datasets import CATALOG
 from soseleto.config.fields import Section, opt, require
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"
@@ -139,8 +141,8 @@ class SyntheticConfig(Section):
         require("n_noisy", self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
 
 
-# torchvision sets the data layer reads (soseleto.data.sets.DATASETS); any other name is a file path
-DATASET_NAMES = ("cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "kmnist")
+# torchvision sets the data layer reads (soseleto/config/datasets.py); any other name is a file path
+DATASET_NAMES = tuple(CATALOG)
 DATASET_DOC = ("torchvision set (cifar10, cifar100, svhn, mnist, fashionmnist, kmnist) or the path of an .npz "
                "file (x: N,H,W[,C] uint8; y: N int) or of an ImageFolder")
 
@@ -167,7 +169,8 @@ class AppendixCConfig(Section):
     lowest: int = opt(16, "images of Figure 5 (the lowest-alpha instances labelled 0)", ge=1)
 
 
-TRANSFER_METHODS = ("target_only", "fine_tuning", "soseleto", "soseleto_frozen", "soseleto_theta", "two_stage")
+def _transfer_methods() -> tuple[str, ...]:
+    return registry.choices("transfer")
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,8 @@ class TransferConfig(Section):
     seeds: tuple[int, ...] = opt((0, 1, 2, 3, 4), "one job per (n_target, method, seed)", **SEEDS)
     n_target: tuple[int, ...] = opt((20, 25), "target set sizes (multiples of the target classes)",
                                     min_items=1, unique=True, ge=1)
-    methods: tuple[str, ...] = opt(TRANSFER_METHODS, "rows of Table 2 to run", min_items=1, unique=True,
-                                   choices=TRANSFER_METHODS)
+    methods: tuple[str, ...] = opt(_transfer_methods(), "rows of Table 2 to run (soseleto/config/methods.py)",
+                                   min_items=1, unique=True, choices=_transfer_methods)
     source: SideConfig = opt(SideConfig("svhn", (0, 1, 2, 3, 4)), "the source set and its classes")
     target: SideConfig = opt(SideConfig("mnist", (5, 6, 7, 8, 9)), "the target set and its classes")
     image_size: int = opt(28, "every image is made gray (if the target is) and this size", ge=8)
@@ -208,10 +211,8 @@ class TransferConfig(Section):
                      "images besides the target set; a file's other images are already the test set)")
 
 
-PAPER_METHODS = ("noisy_baseline", "soseleto", "finetune")  # the rows of the paper's Table 1 we run
-ABLATIONS = ("soseleto_frozen",)  # SOSELETO with lr_alpha = 0: what the reweighting itself adds
-PEER_METHODS = ("joint", "l2rw", "glc", "noise_layer")  # beyond the paper: soseleto.methods
-NOISY_METHODS = PAPER_METHODS + ABLATIONS + PEER_METHODS
+def _noisy_methods() -> tuple[str, ...]:
+    return registry.choices("noisy")
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,8 @@ class NoisyConfig(Section):
     seeds: tuple[int, ...] = opt((0, 1, 2), "one run per (noise level, method, seed)", **SEEDS)
     noise_levels: tuple[float, ...] = opt((0.3, 0.4, 0.5), "overall noise levels p", min_items=1, unique=True,
                                           ge=0, lt=1)
-    methods: tuple[str, ...] = opt(PAPER_METHODS, "methods to run", min_items=1, unique=True, choices=NOISY_METHODS)
+    methods: tuple[str, ...] = opt(registry.names("noisy", rows=("paper",)), "methods to run "
+                                   "(soseleto/config/methods.py)", min_items=1, unique=True, choices=_noisy_methods)
     split: NoisySplitConfig = opt(NoisySplitConfig(), "the data set and its split")
     model: str = opt("auto", "feature network; auto: by image shape (CIFAR-10 Quick for colour images)", choices=MODELS)
     trainer: SoseletoConfig = opt(SoseletoConfig(), "SOSELETO (noisy-label mode)")

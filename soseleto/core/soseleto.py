@@ -35,6 +35,7 @@ No host-device synchronisation happens inside a step.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -45,7 +46,7 @@ from soseleto.config import SoseletoConfig
 from soseleto.core.ghost import supports, weighted_backward_and_alignment
 from soseleto.core.evaluate import accuracy, predict
 from soseleto.core.forward_mode import losses_and_alignment
-from soseleto.core.loop import Labeled
+from soseleto.core.loop import Labeled, RunResult, train
 
 ALIGNMENTS = ("auto", "forward", "ghost")
 
@@ -244,3 +245,19 @@ def updated_alpha(alpha_b: torch.Tensor, alignment: torch.Tensor, *, step: float
     ``lr_alpha * lr_p * c`` (``c`` the per-sample loss scale), so that ``step * alignment =
     lr_alpha * lr_p * Q^T dL_t/dtheta``."""
     return (alpha_b + step * alignment).clamp_(lo, hi)
+
+
+def run_noisy(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: SoseletoConfig,
+              options: Any = None, *, seed: int, device: torch.device, **common: Any) -> RunResult:
+    """Algorithm 1 in noisy-label mode (one classifier) on the noisy ``source`` and the clean
+    ``target``; the result's scores are alpha (``common``: see :func:`soseleto.core.loop.train`)."""
+    trainer = Soseleto(features, head, None, n_source=len(source), n_target=len(target), cfg=cfg, device=device)
+    history = train(trainer, source, target, schedule=cfg.schedule, seed=seed, device=device, **common)
+    return RunResult(history, trainer.alpha.cpu().numpy())
+
+
+def run_frozen(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: SoseletoConfig,
+               options: Any = None, **common: Any) -> RunResult:
+    """:func:`run_noisy` with ``lr_alpha = 0``: alpha stays at ``alpha_init``, which shows what the
+    reweighting itself adds."""
+    return run_noisy(features, head, source, target, dataclasses.replace(cfg, lr_alpha=0.0), options, **common)

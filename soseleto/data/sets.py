@@ -13,7 +13,6 @@ shape and class count (:func:`generated`), so the whole workflow runs without do
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,36 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from soseleto.config import DataConfig
+from soseleto.config.datasets import CATALOG, SetInfo
 from soseleto.core.rng import generator
 from soseleto.data import files, integrity
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SetInfo:
-    shape: tuple[int, int, int]  # (C, H, W)
-    n_classes: int
-    files: dict[str, tuple[str, ...]]  # split -> files expected under data_dir
-    loader: str  # torchvision.datasets class
-
-
-def _idx(folder: str) -> dict[str, tuple[str, ...]]:
-    raw = f"{folder}/raw"
-    return {split: (f"{raw}/{p}-images-idx3-ubyte", f"{raw}/{p}-labels-idx1-ubyte")
-            for split, p in (("train", "train"), ("test", "t10k"))}
-
-
-DATASETS: dict[str, SetInfo] = {
-    "cifar10": SetInfo((3, 32, 32), 10, {"train": tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
-                                         "test": ("cifar-10-batches-py/test_batch",)}, "CIFAR10"),
-    "cifar100": SetInfo((3, 32, 32), 100, {"train": ("cifar-100-python/train",), "test": ("cifar-100-python/test",)},
-                        "CIFAR100"),
-    "svhn": SetInfo((3, 32, 32), 10, {"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)}, "SVHN"),
-    "mnist": SetInfo((1, 28, 28), 10, _idx("MNIST"), "MNIST"),
-    "fashionmnist": SetInfo((1, 28, 28), 10, _idx("FashionMNIST"), "FashionMNIST"),
-    "kmnist": SetInfo((1, 28, 28), 10, _idx("KMNIST"), "KMNIST"),
-}
+DATASETS = CATALOG  # the torchvision sets (soseleto/config/datasets.py)
 
 
 def is_named(dataset: str) -> bool:

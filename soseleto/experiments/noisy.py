@@ -4,14 +4,15 @@ Per noise level: a confusion matrix (diagonal ``1 - noise``, random row-stochast
 and a split of the set into a test part (the set's own test split, or ``test_per_class`` images per
 class held out), a clean class-balanced target (of which ``validation_per_class`` images per class
 are held out of training to choose an epoch) and a noisy source whose labels are resampled from the
-matrix. Per (noise level, method, seed): one training run of
+matrix. Per (noise level, method, seed): one training run of a method of the registry
+(:mod:`soseleto.config.methods`), e.g.
 
 * ``noisy_baseline``: the network trained on the noisy source as if it were clean;
 * ``soseleto``: Algorithm 1 with the noisy source and the clean target (shared classifier);
 * ``soseleto_frozen``: the same with ``lr_alpha = 0`` (alpha stays at its initial value), which
   shows what the reweighting itself adds;
 * ``finetune``: the noisy baseline's network, trained further on the clean target;
-* beyond the paper, the peers of :mod:`soseleto.methods.peers` on the same split, seeds and network.
+* beyond the paper, the peer methods (:mod:`soseleto.methods`) on the same split, seeds and network.
 
 Every run records the test (and validation) accuracy after every epoch, its final test accuracy
 and the test accuracy at the epoch of best validation accuracy.
@@ -19,7 +20,6 @@ and the test accuracy at the epoch of best validation accuracy.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -28,19 +28,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from soseleto.config import (NOISY_METHODS, PEER_METHODS, DataConfig, NoisySplitConfig, PairedConfig, PeerConfig, PlainConfig,
-                             SoseletoConfig)
+from soseleto.config import DataConfig, NoisySplitConfig, PairedConfig, PlainConfig, SoseletoConfig
+from soseleto.config import methods as registry
 from soseleto.core.checkpoint import identity, load_checkpoint, publish, resume_path
 from soseleto.core.device import resolve_device
 from soseleto.core.evaluate import accuracy
-from soseleto.core.loop import EpochStats, Labeled, RunResult, train
+from soseleto.core.loop import EpochStats, Labeled
 from soseleto.core.models import build
-from soseleto.core.soseleto import Soseleto
 from soseleto.data import images, sets
 from soseleto.data.noise import confusion_matrix, corrupt_labels
 from soseleto.io import provenance, write_csv, write_json
-from soseleto.methods.peers import train_peer
-from soseleto.methods.plain import train_plain
 
 log = logging.getLogger(__name__)
 
@@ -149,77 +146,60 @@ Settings = SoseletoConfig | PlainConfig | PairedConfig
 
 
 def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
-               noise: float, seed: int, device: str, split_csv: str, outputs: dict[str, str],
-               peers: PeerConfig | None = None, init: tuple[str, PlainConfig] | None = None) -> dict:
-    """Train ``method`` with ``settings`` for one (noise level, seed); write ``outputs['metrics']``
-    (JSON), ``outputs['checkpoint']`` and, for ``soseleto`` / ``l2rw``, ``outputs['alpha']`` /
+               noise: float, seed: int, device: str, split_csv: str, outputs: dict[str, str], options: Any = None,
+               init: tuple[str, Settings] | None = None) -> dict:
+    """Train ``method`` (an entry of :mod:`soseleto.config.methods`) with ``settings`` and its
+    ``options`` for one (noise level, seed); write ``outputs['metrics']`` (JSON),
+    ``outputs['checkpoint']`` and, for a method with per-sample scores, ``outputs['alpha']`` or
     ``outputs['scores']`` (the per-source-sample table, see :func:`source_alpha_table`).
 
     The resumable state lives in ``<checkpoint>.resume`` while training, so a killed job resumes;
-    it is published as the checkpoint once everything else is written. ``finetune`` starts from
-    ``init`` = (the noisy baseline's checkpoint, its settings).
+    it is published as the checkpoint once everything else is written. A method that starts from
+    another run (``finetune``) gets ``init`` = (that run's checkpoint, its settings).
     """
-    table_key = {"soseleto": "alpha", "soseleto_frozen": "alpha", "l2rw": "scores"}.get(method)
+    entry = registry.get("noisy", method)
     extra_outputs = sorted(set(outputs) - {"metrics", "checkpoint"})
-    if extra_outputs != ([table_key] if table_key else []):
-        raise ValueError(f"{method} writes metrics, checkpoint{', ' + table_key if table_key else ''}; "
+    if extra_outputs != ([entry.scores] if entry.scores else []):
+        raise ValueError(f"{method} writes metrics, checkpoint{', ' + entry.scores if entry.scores else ''}; "
                          f"got outputs {sorted(outputs)}")
     dev = resolve_device(device)
     split = pd.read_csv(split_csv)
     data_sets = load_sets(split_cfg, data, split)
     features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=seed)
     context = {"noise": noise, "split": split_cfg, "model": model, "data": data}
-    ident = identity(method, settings, seed=seed, peers=peers, **context)
+    ident = identity(method, settings, seed=seed, options=options, **context)
     log.info("%s, noise %g, seed %d on %s: %d source, %d target, %d test", method, noise, seed, dev,
              len(data_sets.source), len(data_sets.target), len(data_sets.test))
     extra: dict[str, Any] = {}
-    if method == "finetune":
+    if entry.starts_from:
         if init is None:
-            raise ValueError("finetune needs init: the noisy baseline's checkpoint and settings")
-        state = load_checkpoint(init[0], map_location="cpu", config=identity("noisy_baseline", init[1], seed=seed,
-                                                                               peers=None, **context))
+            raise ValueError(f"{method} needs init: the {entry.starts_from} checkpoint and settings")
+        first = registry.get("noisy", entry.starts_from)
+        state = load_checkpoint(init[0], map_location="cpu", config=identity(
+            first.name, init[1], seed=seed, options=None if first.options is None else options, **context))
         features.load_state_dict(state["features"]), head.load_state_dict(state["head"])
         extra["init_accuracy"] = accuracy(features, head, data_sets.test.x, data_sets.test.y)
     resume = resume_path(outputs["checkpoint"])
-    run = _train(method, settings, features, head, data_sets, seed=seed, device=dev, peers=peers,
-                 checkpoint=resume, identity=ident)
+    run = entry.runner()(features, head, data_sets.source, data_sets.target, settings, options, seed=seed, device=dev,
+                         checkpoint=resume, identity=ident, monitors=monitors(features, head, data_sets), name=method)
     metrics = {"method": method, "noise": noise, "seed": seed, "realised_noise": float(split[split.role == "source"].noisy.mean()),
                **{f"n_{r}": len(getattr(data_sets, r)) if getattr(data_sets, r) is not None else 0 for r in ROLES},
                **run_summary(run.history, settings.epochs), **extra}
-    if table_key:
-        column = "score" if method == "l2rw" else "alpha"
+    if entry.scores:
+        column = "alpha" if entry.scores == "alpha" else "score"
         table = source_alpha_table(split, run.scores, column=column)
         if "draws" in run.extra:
             table["draws"] = run.extra["draws"].astype(int)
         metrics.update(_mean_by_truth(table, column))
     metrics.update({k: np.asarray(v).tolist() for k, v in run.extra.items() if k != "draws"})
-    prov = provenance({"settings": settings, "peers": peers, **context}, method=method, noise=noise, seed=seed,
+    prov = provenance({"settings": settings, "options": options, **context}, method=method, noise=noise, seed=seed,
                       device=str(dev))
-    if table_key:
-        write_csv(table, outputs[table_key], prov=prov)
+    if entry.scores:
+        write_csv(table, outputs[entry.scores], prov=prov)
     write_json(metrics, outputs["metrics"], prov=prov)
     publish(resume, outputs["checkpoint"])
     log.info("%s, noise %g, seed %d: test accuracy %.4f", method, noise, seed, metrics["accuracy"])
     return metrics
-
-
-def _train(method: str, settings: Settings, features, head, data: NoisySets, *, seed: int, device, peers,
-           checkpoint: str, identity: dict) -> RunResult:
-    """One run of ``method``; its history records the test (and validation) accuracy per epoch."""
-    common = {"seed": seed, "device": device, "checkpoint": checkpoint, "identity": identity,
-              "monitors": monitors(features, head, data)}
-    if method in ("soseleto", "soseleto_frozen"):
-        cfg = dataclasses.replace(settings, lr_alpha=0.0) if method == "soseleto_frozen" else settings
-        trainer = Soseleto(features, head, None, n_source=len(data.source), n_target=len(data.target),
-                           cfg=cfg, device=device)
-        history = train(trainer, data.source, data.target, schedule=settings.schedule, name=method, **common)
-        return RunResult(history, trainer.alpha.cpu().numpy())
-    if method in ("noisy_baseline", "finetune"):
-        train_set = data.source if method == "noisy_baseline" else data.target
-        return RunResult(train_plain(features, head, train_set, settings, name=method, **common))
-    if method in PEER_METHODS:
-        return train_peer(method, features, head, data.source, data.target, settings, peers, **common)
-    raise ValueError(f"method={method!r} is invalid; choose one of {NOISY_METHODS}")
 
 
 def monitors(features, head, data: NoisySets) -> dict[str, Callable[[], float]]:

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from soseleto.config import DataConfig, PlainConfig, SideConfig, SoseletoConfig
+from soseleto.config import methods as registry
 from soseleto.core.checkpoint import identity, load_checkpoint, publish, resume_path
 from soseleto.core.device import resolve_device
 from soseleto.core.evaluate import accuracy, predict
@@ -189,17 +190,15 @@ def _rows(index: pd.Series, y: torch.Tensor, labels: pd.Series, path: str) -> to
 
 
 # -- runs -----------------------------------------------------------------------------------------
-METHODS = ("target_only", "pretrain", "fine_tuning", "soseleto", "soseleto_frozen", "soseleto_theta", "two_stage",
-           "appendix_c")
-
-
 @dataclass
-class Job:
-    """One transfer run: its method, settings, task, seed and where it reads and writes.
+class TransferRun:
+    """One transfer run: its method (an entry of :mod:`soseleto.config.methods`), settings, task,
+    seed and where it reads and writes.
 
-    ``init`` (fine-tuning and two-stage) holds what the run starts from: the settings of the run
-    whose checkpoint is ``inputs['pretrained']`` / ``inputs['stage1']``, and for two-stage
-    ``two_stage_init``.
+    ``init`` (fine-tuning and two-stage) holds the settings of the run it starts from, whose
+    checkpoint is ``inputs['init']``; ``options``: the value of the method's ``options`` config
+    entry (``soseleto_theta``: the weight of the target gradient on the features; ``two_stage``:
+    ``two_stage_init``).
     """
 
     method: str
@@ -212,25 +211,25 @@ class Job:
     outputs: dict[str, str]
     n_target: int | None = None
     init: PlainConfig | SoseletoConfig | None = None
-    two_stage_init: str = "stage1"
+    options: Any = None
 
     def identity(self, method: str | None = None, settings: Any = None, n_target: Any = "same") -> dict:
         """The checkpoint identity of this run, or of the run it starts from."""
         return identity(method or self.method, settings or self.settings, seed=self.seed, task=self.task,
-                        data=self.data, n_target=self.n_target if n_target == "same" else n_target)
+                        data=self.data, n_target=self.n_target if n_target == "same" else n_target,
+                        options=self.options if method is None else None)
 
 
-def run_and_save(job: Job) -> dict:
+def run_and_save(job: TransferRun) -> dict:
     """Run one job and write ``outputs['metrics']`` (JSON), ``outputs['checkpoint']`` and, for
     SOSELETO runs, ``outputs['alpha']`` (CSV). While training, the resumable state lives in
     ``<checkpoint>.resume``, so a killed job resumes."""
-    if job.method not in METHODS:
-        raise ValueError(f"method={job.method!r} is invalid; choose one of {METHODS}")
+    runner = registry.get("transfer", job.method).runner()
     dev = resolve_device(job.device)
     data_sets = prepare(job.task, job.data, job.inputs)
     resume = resume_path(job.outputs["checkpoint"])
     log.info("%s n_target=%s seed=%d on %s: %s", job.method, job.n_target, job.seed, dev, job.settings)
-    run, alpha, extra = RUNS[job.method](job, data_sets, dev, resume)
+    run, alpha, extra = runner(job, data_sets, dev, resume)
     metrics = {"method": job.method, "n_target": job.n_target, "seed": job.seed,
                "accuracy": run.history[-1].values.get("test_accuracy"),
                "accuracy_on": "source train" if job.method == "pretrain" else "test images of the target classes",
@@ -238,7 +237,8 @@ def run_and_save(job: Job) -> dict:
                "n_test": None if data_sets.test is None else len(data_sets.test), **extra,
                "seconds_per_epoch": float(np.mean([h.seconds for h in run.history])),
                "history": [h.record() for h in run.history]}
-    prov = provenance({"settings": job.settings, "init": job.init, "task": job.task, "data": job.data},
+    prov = provenance({"settings": job.settings, "init": job.init, "options": job.options, "task": job.task,
+                       "data": job.data},
                       seed=job.seed, method=job.method, n_target=job.n_target, device=str(dev))
     if alpha is not None:
         write_csv(alpha, job.outputs["alpha"], prov=prov)
@@ -252,18 +252,18 @@ def _test_monitor(features, head, test: Labeled) -> dict[str, Callable[[], float
     return {"test_accuracy": lambda: accuracy(features, head, test.x, test.y)}
 
 
-def _shape(job: Job, data_sets: TransferSets) -> tuple[int, int, int]:
+def _shape(job: TransferRun, data_sets: TransferSets) -> tuple[int, int, int]:
     return (data_sets.channels, job.task.image_size, job.task.image_size)
 
 
-def _run_plain(job: Job, data_sets: TransferSets, dev, resume: str):
+def run_plain(job: TransferRun, data_sets: TransferSets, dev, resume: str):
     """``target_only`` (fresh network), ``fine_tuning`` (pre-trained features, fresh classifier) on
     the target; ``pretrain`` on the source (its 'accuracy' is on the source itself)."""
     on_source = job.method == "pretrain"
     classes = job.task.source.classes if on_source else job.task.target.classes
     features, (head,) = build(job.task.model, _shape(job, data_sets), [len(classes)], seed=job.seed)
     if job.method == "fine_tuning":
-        pre = load_checkpoint(job.inputs["pretrained"], config=job.identity("pretrain", job.init, n_target=None))
+        pre = load_checkpoint(job.inputs["init"], config=job.identity("pretrain", job.init, n_target=None))
         features.load_state_dict(pre["features"])
     data = data_sets.source if on_source else data_sets.target
     history = train_plain(features, head, data, job.settings, seed=job.seed, device=dev, checkpoint=resume,
@@ -272,16 +272,14 @@ def _run_plain(job: Job, data_sets: TransferSets, dev, resume: str):
     return RunResult(history), None, {"accuracy": accuracy(features, head, data.x, data.y)} if on_source else {}
 
 
-def _run_soseleto(job: Job, data_sets: TransferSets, dev, resume: str):
-    """SOSELETO in transfer mode (``soseleto_frozen``: with ``lr_alpha = 0``; ``soseleto_theta``: its
-    settings carry ``target_on_features > 0``); ``alpha`` rows: ``index``, ``label`` (the source
-    label), ``alpha``."""
+def run_soseleto(job: TransferRun, data_sets: TransferSets, dev, resume: str, cfg: SoseletoConfig | None = None):
+    """SOSELETO in transfer mode with ``cfg`` (default: the job's settings); ``alpha`` rows:
+    ``index``, ``label`` (the source label), ``alpha``."""
     n_s = len(np.unique(data_sets.source_label))
     features, (head_s, head_t) = build(job.task.model, _shape(job, data_sets), [n_s, len(job.task.target.classes)],
                                        seed=job.seed)
-    cfg = dataclasses.replace(job.settings, lr_alpha=0.0) if job.method == "soseleto_frozen" else job.settings
     trainer = Soseleto(features, head_s, head_t, n_source=len(data_sets.source), n_target=len(data_sets.target),
-                       cfg=cfg, device=dev)
+                       cfg=cfg or job.settings, device=dev)
     history = train(trainer, data_sets.source, data_sets.target, schedule=job.settings.schedule, seed=job.seed,
                     device=dev, checkpoint=resume, identity=job.identity(), name=job.method,
                     monitors=_test_monitor(features, head_t, data_sets.test))
@@ -290,17 +288,28 @@ def _run_soseleto(job: Job, data_sets: TransferSets, dev, resume: str):
     return RunResult(history), alpha, {}
 
 
-def _run_two_stage(job: Job, data_sets: TransferSets, dev, resume: str):
+def run_frozen(job: TransferRun, data_sets: TransferSets, dev, resume: str):
+    """:func:`run_soseleto` with ``lr_alpha = 0``: what the reweighting itself adds."""
+    return run_soseleto(job, data_sets, dev, resume, dataclasses.replace(job.settings, lr_alpha=0.0))
+
+
+def run_theta(job: TransferRun, data_sets: TransferSets, dev, resume: str):
+    """:func:`run_soseleto` with the target gradient also on the features, weighted by ``job.options``
+    (``transfer.theta_target_weight``; not the paper)."""
+    return run_soseleto(job, data_sets, dev, resume, dataclasses.replace(job.settings, target_on_features=job.options))
+
+
+def run_two_stage(job: TransferRun, data_sets: TransferSets, dev, resume: str):
     """Stage 2: pseudo-label the pool with the stage-1 target network, then noisy-label SOSELETO."""
     pool, pool_index = unlabelled_pool(job.task, job.data, data_sets)
     k_t = len(job.task.target.classes)
-    state = load_checkpoint(job.inputs["stage1"], config=job.identity("soseleto", job.init))
+    state = load_checkpoint(job.inputs["init"], config=job.identity("soseleto", job.init))
     f1, (h1,) = build(job.task.model, _shape(job, data_sets), [k_t], seed=job.seed)
     f1.load_state_dict(state["features"]), h1.load_state_dict(state["target_head"])
     pseudo = predict(f1.to(dev), h1.to(dev), pool.x).cpu()
     pseudo_acc = float((pseudo == pool.y).float().mean())
     log.info("stage 1 pseudo-labels %d pool images, %.4f of them correctly", len(pool), pseudo_acc)
-    if job.two_stage_init == "stage1":
+    if job.options == "stage1":  # transfer.two_stage_init
         features, head = f1, h1
     else:
         features, (head,) = build(job.task.model, _shape(job, data_sets), [k_t], seed=job.seed)
@@ -315,8 +324,3 @@ def _run_two_stage(job: Job, data_sets: TransferSets, dev, resume: str):
              "mean_alpha_correct_pseudo": float(a[right].mean()) if right.any() else None,
              "mean_alpha_wrong_pseudo": float(a[~right].mean()) if (~right).any() else None}
     return RunResult(history), alpha, extra
-
-
-RUNS = {"target_only": _run_plain, "pretrain": _run_plain, "fine_tuning": _run_plain, "soseleto": _run_soseleto,
-        "soseleto_frozen": _run_soseleto, "soseleto_theta": _run_soseleto, "appendix_c": _run_soseleto,
-        "two_stage": _run_two_stage}

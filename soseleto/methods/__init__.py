@@ -1,1 +1,2 @@
-"""The methods besides SOSELETO, each only its step and its state: plain SGD and the peers."""
+"""The methods besides Algorithm 1: plain SGD and the peers, each its step, its state and the
+function that trains it (the ``run`` of its entry in :mod:`soseleto.config.methods`)."""

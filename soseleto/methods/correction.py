@@ -126,7 +126,7 @@ class UnionLoss(PlainSGD):
 
 def train_glc(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
               options: PeerConfig, *, n_classes: int, seed: int, device: torch.device, checkpoint=None,
-              identity: Any = None, monitors=None) -> RunResult:
+              identity: Any = None, monitors=None, name: str = "glc") -> RunResult:
     """GLC: (i) a copy of the network (same initial weights) trained on the noisy source, (ii) ``C``
     from its softmax on the trusted samples, (iii) the network trained on the union with ``C``."""
     corruption = torch.eye(n_classes, device=device)
@@ -135,7 +135,7 @@ def train_glc(features: nn.Module, head: nn.Module, source: Labeled, target: Lab
         stage1 = PlainConfig(lr_p=cfg.lr_p, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                              batch=cfg.source_batch, epochs=options.glc_noisy_epochs or cfg.epochs,
                              log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every)
-        train_plain(f1, h1, source, stage1, seed=seed, device=device, name="glc stage (i)",
+        train_plain(f1, h1, source, stage1, seed=seed, device=device, name=f"{name} stage (i)",
                     checkpoint=None if checkpoint is None else f"{os.fspath(checkpoint)}.stage1",
                     identity={"run": identity, "stage": "glc_noisy"})
         corruption.copy_(estimate_corruption(predict_proba(f1, h1, target.x), target.y, n_classes))
@@ -144,13 +144,13 @@ def train_glc(features: nn.Module, head: nn.Module, source: Labeled, target: Lab
     method = UnionLoss(features, head, cfg, trusted=trusted, log_matrix=lambda: corruption.clamp_min(1e-12).log(),
                        state={"corruption": corruption})
     history = train(method, union, None, schedule=cfg.schedule, seed=seed, device=device, checkpoint=checkpoint,
-                    identity=identity, monitors=monitors, name="glc")
+                    identity=identity, monitors=monitors, name=name)
     return RunResult(history, None, {"corruption": corruption.cpu().numpy()})
 
 
 def train_noise_layer(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
                       options: PeerConfig, *, n_classes: int, seed: int, device: torch.device, checkpoint=None,
-                      identity: Any = None, monitors=None) -> RunResult:
+                      identity: Any = None, monitors=None, name: str = "noise_layer") -> RunResult:
     """The noise-adaptation layer, learned jointly with the network on the union."""
     layer = NoiseLayer(n_classes, init_diag=options.noise_init_diag).to(device)
     # Q has its own step and no weight decay: decay on the logits would pull Q towards uniform
@@ -160,7 +160,7 @@ def train_noise_layer(features: nn.Module, head: nn.Module, source: Labeled, tar
                        penalty=lambda: options.noise_trace * layer.matrix().trace(), extra_group=group,
                        state={"noise_layer": layer})
     history = train(method, union, None, schedule=cfg.schedule, seed=seed, device=device, checkpoint=checkpoint,
-                    identity=identity, monitors=monitors, name="noise_layer")
+                    identity=identity, monitors=monitors, name=name)
     return RunResult(history, None, {"noise_matrix": layer.matrix().detach().cpu().numpy()})
 
 
@@ -168,3 +168,31 @@ def _union(source: Labeled, target: Labeled) -> tuple[Labeled, torch.Tensor]:
     """Source then target in one set, and the ``(N_s + N_t,)`` mask of the trusted (target) rows."""
     trusted = torch.cat([torch.zeros(len(source), dtype=torch.bool), torch.ones(len(target), dtype=torch.bool)])
     return Labeled(torch.cat([source.x, target.x]), torch.cat([source.y, target.y])), trusted.to(source.x.device)
+
+
+def run_glc(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
+            options: PeerConfig, *, device: torch.device, **common: Any) -> RunResult:
+    """:func:`train_glc` with the class count of ``head`` (the registry's signature)."""
+    n_classes = head_classes(head, source, target)
+    return train_glc(features.to(device), head.to(device), source.to(device), target.to(device), cfg, options,
+                     n_classes=n_classes, device=device, **common)
+
+
+def run_noise_layer(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
+                    options: PeerConfig, *, device: torch.device, **common: Any) -> RunResult:
+    """:func:`train_noise_layer` with the class count of ``head`` (the registry's signature)."""
+    n_classes = head_classes(head, source, target)
+    return train_noise_layer(features.to(device), head.to(device), source.to(device), target.to(device), cfg,
+                             options, n_classes=n_classes, device=device, **common)
+
+
+def head_classes(head: nn.Module, source: Labeled, target: Labeled) -> int:
+    """The classes of ``head`` (its last ``nn.Linear``), checked against the labels of both sets."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TypeError("head must end in an nn.Linear giving the class logits")
+    k = linears[-1].out_features
+    lo, hi = int(min(source.y.min(), target.y.min())), int(max(source.y.max(), target.y.max()))
+    if lo < 0 or hi >= k:
+        raise ValueError(f"labels span [{lo}, {hi}] but the head has {k} outputs")
+    return k

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soseleto.config import SGDConfig
+from soseleto.config import PairedConfig, PeerConfig, SGDConfig
+from soseleto.core.loop import Labeled, RunResult, train
 from soseleto.methods.plain import PlainSGD
 
 
@@ -29,3 +32,12 @@ class Joint(PlainSGD):
         joint_loss(loss_s, loss_t, self.target_weight).backward()
         self.optimizer.step()
         return loss_s.detach(), loss_t.detach()
+
+
+def run(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
+        options: PeerConfig, *, seed: int, device: torch.device, **common: Any) -> RunResult:
+    """Joint training with target weight ``options.target_weight`` (``common``: see
+    :func:`soseleto.core.loop.train`)."""
+    features.to(device), head.to(device)
+    method = Joint(features, head, cfg, target_weight=options.target_weight)
+    return RunResult(train(method, source, target, schedule=cfg.schedule, seed=seed, device=device, **common))

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soseleto.config import SGDConfig
+from soseleto.config import PairedConfig, SGDConfig
 from soseleto.core.forward_mode import losses_and_alignment
+from soseleto.core.loop import Labeled, RunResult, train
 from soseleto.methods.plain import PlainSGD
 
 
@@ -83,3 +84,12 @@ class L2RW(PlainSGD):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.weight_sum.copy_(state["weight_sum"]), self.draws.copy_(state["draws"])
+
+
+def run(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
+        options: Any = None, *, seed: int, device: torch.device, **common: Any) -> RunResult:
+    """L2RW with the clean target as its meta set; scores: :meth:`L2RW.scores`, ``extra['draws']``:
+    how often each source sample was drawn (``common``: see :func:`soseleto.core.loop.train`)."""
+    l2rw = L2RW(features, head, cfg, n_source=len(source), device=device)
+    history = train(l2rw, source, target, schedule=cfg.schedule, seed=seed, device=device, **common)
+    return RunResult(history, l2rw.scores(), {"draws": l2rw.draws.cpu().numpy()})

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soseleto.config import PlainConfig, SGDConfig
-from soseleto.core.loop import EpochStats, Labeled, train
+from soseleto.core.loop import EpochStats, Labeled, RunResult, train
 
 
 def sgd(params, cfg: SGDConfig, **group: Any) -> torch.optim.SGD:
@@ -59,3 +59,16 @@ def train_plain(features: nn.Module, head: nn.Module, data: Labeled, cfg: PlainC
     method = PlainSGD(features, head, cfg, device=device)
     return train(method, data, None, schedule=cfg.schedule, seed=seed, device=device, checkpoint=checkpoint,
                  identity=identity, monitors=monitors, name=name)
+
+
+def run_on_source(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PlainConfig,
+                  options: Any = None, **common: Any) -> RunResult:
+    """The noisy baseline: plain SGD on the noisy source as if its labels were clean (the registry's
+    signature: ``common`` as for :func:`train_plain`)."""
+    return RunResult(train_plain(features, head, source, cfg, **common))
+
+
+def run_on_target(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PlainConfig,
+                  options: Any = None, **common: Any) -> RunResult:
+    """Plain SGD on the clean target alone (fine-tuning, once the network holds the noisy baseline)."""
+    return RunResult(train_plain(features, head, target, cfg, **common))

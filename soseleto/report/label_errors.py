@@ -1,11 +1,10 @@
 """Label-error detection: one row per (noise level, detector, seed) and the precision-recall figure.
 
-Natural thresholds (:data:`NATURAL_THRESHOLDS`), fixed a priori rather than tuned on the truth:
-
-* ``soseleto``: alpha < 0.1, the threshold of the paper's Figure 1;
-* ``l2rw``: mean normalised weight < 0.5, i.e. on average less than half the uniform share of its
-  batches (:mod:`soseleto.methods.l2rw`; a sample rejected every time scores 0);
-* ``cleanlab``: no threshold, cleanlab's own ``find_label_issues`` mask.
+Each detector of the registry flags the samples whose score is below its ``threshold``, fixed a
+priori rather than tuned on the truth (:mod:`soseleto.config.methods`: SOSELETO alpha < 0.1, the
+threshold of the paper's Figure 1; L2RW's mean normalised weight < 0.5, on average less than half
+the uniform share of its batches); ``cleanlab`` has no threshold but its own ``find_label_issues``
+mask.
 """
 
 from __future__ import annotations
@@ -16,14 +15,21 @@ from typing import Any
 
 import pandas as pd
 
+from soseleto.config import methods as registry
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
 from soseleto.metrics import detection_metrics, pr_curve
 
 log = logging.getLogger(__name__)
 
-NATURAL_THRESHOLDS: dict[str, float] = {"soseleto": 0.1, "l2rw": 0.5}
 METRICS = ("precision", "recall", "f1", "auroc", "average_precision")
-DETECTORS = ("soseleto", "l2rw", "cleanlab")
+
+
+def threshold(method: str) -> float:
+    """The registry's detection threshold of ``method`` (a ``ValueError`` for a method that is none)."""
+    known = [m.name for m in registry.detectors("noisy")]
+    if method not in known:
+        raise ValueError(f"method={method!r} has no natural threshold; choose one of {known + ['cleanlab']}")
+    return registry.get("noisy", method).threshold
 
 
 def run_metrics(frame: pd.DataFrame, method: str) -> dict[str, float]:
@@ -33,9 +39,7 @@ def run_metrics(frame: pd.DataFrame, method: str) -> dict[str, float]:
     noisy = frame["noisy"].to_numpy(dtype=bool)
     if method == "cleanlab":
         return detection_metrics(scores, noisy, flagged=frame["flagged"].to_numpy(dtype=bool))
-    if method not in NATURAL_THRESHOLDS:
-        raise ValueError(f"method={method!r} has no natural threshold; choose one of {DETECTORS}")
-    return detection_metrics(scores, noisy, threshold=NATURAL_THRESHOLDS[method])
+    return detection_metrics(scores, noisy, threshold=threshold(method))
 
 
 def label_error_table(rows: Iterable[Mapping]) -> pd.DataFrame:
@@ -92,13 +96,17 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
         score = frame["alpha" if "alpha" in frame.columns else "score"]
         curves.append(pr_curve(score.to_numpy(dtype=float), frame["noisy"].to_numpy(dtype=bool)).assign(**key))
     table = label_error_table(rows)
-    prov = provenance(inputs=[str(r["path"]) for r in runs], thresholds=NATURAL_THRESHOLDS)
+    used = sorted({r["method"] for r in runs} - {"cleanlab"}, key=[m.name for m in registry.detectors()].index)
+    thresholds = {m: threshold(m) for m in used}
+    prov = provenance(inputs=[str(r["path"]) for r in runs], thresholds=thresholds)
     write_csv(table, out_csv, prov=prov)
+    rules = [f"{registry.get('noisy', m).label} {'alpha' if registry.get('noisy', m).scores == 'alpha' else 'score'} "
+             f"< {t:g}" for m, t in thresholds.items()] + [
+        "cleanlab: its find_label_issues mask"]
     md = mean_std_markdown(summarise(table)) + (
         "\nFlagging the truly corrupted source labels. Precision, recall and F1 at each method's natural "
-        f"threshold (SOSELETO alpha < {NATURAL_THRESHOLDS['soseleto']:g}, L2RW mean normalised weight < "
-        f"{NATURAL_THRESHOLDS['l2rw']:g}, cleanlab: its find_label_issues mask); AUROC and average precision "
-        "of the ranking by score. Mean ± sample std over seeds; n/a = undefined (nothing flagged).\n")
+        f"threshold ({', '.join(rules)}); AUROC and average precision of the ranking by score. Mean ± sample std "
+        "over seeds; n/a = undefined (nothing flagged).\n")
     write_markdown(md, out_md, prov=prov)
     log.info("label errors:\n%s", md)
     fig = label_error_pr(pd.concat(curves, ignore_index=True), table,

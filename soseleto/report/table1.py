@@ -2,8 +2,8 @@
 
 ``table1.csv`` is tidy (noise, method, seed, accuracy as a fraction); ``table1.md`` shows the mean
 ± sample standard deviation over seeds, in percent, beside the paper's numbers.
-``table1_peers.csv``/``.md`` are the same for every method run, the peers of
-:mod:`soseleto.methods.peers` included, side by side (beyond the paper). Figure 2 plots,
+``table1_peers.csv``/``.md`` are the same for every method run, the peers of the registry
+(:mod:`soseleto.config.methods`) included, side by side (beyond the paper). Figure 2 plots,
 for thresholds t on alpha, the fraction of the source kept (alpha > t) against the fraction of the
 kept samples whose label is wrong.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from soseleto.config import methods as registry
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,20 @@ PAPER_TABLE1: dict[float, dict[str, float]] = {
     0.4: {"noisy_baseline": 62.38, "sukhbaatar": 66.66, "xiao": 66.76, "soseleto": 69.98},
     0.5: {"noisy_baseline": 57.36, "sukhbaatar": 63.39, "xiao": 63.00, "soseleto": 66.33},
 }
-LABELS = {
-    "noisy_baseline": "plain training on the noisy labels",
-    "finetune": "noisy model fine-tuned on the clean target",
-    "soseleto": "SOSELETO",
-    "soseleto_frozen": "SOSELETO, alpha frozen (lr_alpha = 0)",
-    "sukhbaatar": "Sukhbaatar et al. (2014), 10K clean",
-    "xiao": "Xiao et al. (2015), 10K clean",
-    "joint": "joint training",
-    "l2rw": "Learning to Reweight",
-    "glc": "Gold Loss Correction",
-    "noise_layer": "noise-adaptation layer",
-}
-PAPER_ORDER = ("noisy_baseline", "finetune", "soseleto", "soseleto_frozen")  # the rows of table1.md
-METHOD_ORDER = PAPER_ORDER + ("joint", "l2rw", "glc", "noise_layer")
+# the competitors the paper quotes from Xiao et al. (2015), which are not run here
+REPORTED = {"sukhbaatar": "Sukhbaatar et al. (2014), 10K clean", "xiao": "Xiao et al. (2015), 10K clean"}
+
+
+def label(method: str) -> str:
+    """A method's name in the tables: the registry's label, or a quoted competitor's."""
+    return REPORTED.get(method) or registry.get("noisy", method).label
+
+
+def paper_order() -> tuple[str, ...]:
+    """The rows of ``table1.md``: the paper's methods and the ablation, in registry order."""
+    return registry.names("noisy", rows=("paper", "ablation"))
+
+
 COLUMNS = ["noise", "method", "seed", "accuracy", "accuracy_at_best_validation", "best_epoch"]
 
 
@@ -51,7 +52,7 @@ def collect(metrics_jsons: list[str]) -> tuple[pd.DataFrame, str]:
     runs were trained on (:func:`data_name`)."""
     records = [json.loads(Path(p).read_text()) for p in metrics_jsons]
     df = pd.DataFrame([{k: r.get(k, np.nan) for k in COLUMNS} for r in records])
-    df["order"] = df.method.map({m: i for i, m in enumerate(METHOD_ORDER)})
+    df["order"] = df.method.map({m: i for i, m in enumerate(registry.names("noisy"))})
     df = df.sort_values(["noise", "order", "seed"]).drop(columns="order").reset_index(drop=True)
     return df, data_name(records)
 
@@ -84,14 +85,14 @@ def render_markdown(summary: pd.DataFrame, *, data: str = "paper", title: str | 
     """Table 1 as markdown: one row per noise level; ours (mean ± std), beside the paper's numbers
     (the paper's methods only) when the runs were on CIFAR-10."""
     paper_cols = data == "paper"
-    methods = [m for m in PAPER_ORDER if m in set(summary.method)]
+    methods = [m for m in paper_order() if m in set(summary.method)]
     n_seeds = sorted(set(summary.n))
     head = ["noise"]
     for m in methods:
-        head.append(f"{LABELS[m]} (ours)")
+        head.append(f"{label(m)} (ours)")
         if paper_cols and m in ("noisy_baseline", "soseleto"):
-            head.append(f"{LABELS[m]} (paper)")
-    head += [f"{LABELS[m]} (reported)" for m in ("sukhbaatar", "xiao")] if paper_cols else []
+            head.append(f"{label(m)} (paper)")
+    head += [f"{label(m)} (reported)" for m in REPORTED] if paper_cols else []
     lines = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for noise, rows in summary.groupby("noise", sort=True):
         paper = _paper_row(noise)
@@ -102,7 +103,7 @@ def render_markdown(summary: pd.DataFrame, *, data: str = "paper", title: str | 
             cells.append("—" if r is None else _mean_std(r["mean"], r["std"]))
             if paper_cols and m in ("noisy_baseline", "soseleto"):
                 cells.append(_num(paper.get(m)))
-        cells += [_num(paper.get(m)) for m in ("sukhbaatar", "xiao")] if paper_cols else []
+        cells += [_num(paper.get(m)) for m in REPORTED] if paper_cols else []
         lines.append("| " + " | ".join(cells) + " |")
     seeds = "/".join(str(n) for n in n_seeds)
     where = _test_set(data)
@@ -115,8 +116,8 @@ def render_markdown(summary: pd.DataFrame, *, data: str = "paper", title: str | 
 
 def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper") -> str:
     """Every method run, one column each (mean ± std, percent), one row per noise level."""
-    methods = [m for m in METHOD_ORDER if m in set(summary.method)]
-    head = ["noise"] + [f"{LABELS[m]} (`{m}`)" for m in methods]
+    methods = [m for m in registry.names("noisy") if m in set(summary.method)]
+    head = ["noise"] + [f"{label(m)} (`{m}`)" for m in methods]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for noise, rows in summary.groupby("noise", sort=True):
         by_method = rows.set_index("method")

@@ -12,26 +12,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from soseleto.config import TRANSFER_METHODS
+from soseleto.config import methods as registry
 from soseleto.core.rng import generator
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
 from soseleto.report.marks import GENERATED
 
 log = logging.getLogger(__name__)
 
-# method key -> (label in the table, uses unlabelled target data)
-METHODS = {
-    "target_only": ("Target only", False),
-    "fine_tuning": ("Fine-tuning", False),
-    "soseleto": ("SOSELETO", False),
-    "soseleto_frozen": ("SOSELETO, alpha frozen (lr_alpha = 0)", False),
-    "soseleto_theta": ("SOSELETO + target gradient on the features (not the paper)", False),
-    "two_stage": ("Two-stage SOSELETO", True),
+# the competitors the paper quotes (not run here): method key -> (label, uses unlabelled target data)
+REPORTED = {
     "vinyals": ("Vinyals et al. (2016)", True),
     "vinyals_ft": ("Fine-tuned variant of Vinyals et al. (2016)", True),
     "luo": ("Luo et al. (2017)", True),
     "luo_label_efficient": ("Label-efficient version of Luo et al. (2017)", True),
 }
+
+
+def methods() -> dict[str, tuple[str, bool]]:
+    """Every row Table 2 may show, in order: the registry's transfer methods, then the quoted ones
+    (method key -> (label, whether it uses unlabelled target data))."""
+    return {**{m.name: (m.label, m.uses_unlabelled) for m in registry.methods("transfer")
+               if m.row != "stage"}, **REPORTED}
 
 # The paper's Table 2 (accuracy in %, MNIST test digits 5-9) and section 4.3's two-stage remark.
 PAPER_TABLE2: dict[tuple[str, int], tuple[float, str]] = {
@@ -92,13 +93,14 @@ def table2_tidy(records: list[dict]) -> pd.DataFrame:
     rows += [{"method": m, "n_target": n, "seed": None, "accuracy_pct": acc, "source": "paper", "note": note}
              for (m, n), (acc, note) in PAPER_TABLE2.items()]
     df = pd.DataFrame(rows)
-    unknown = sorted(set(df.method) - set(METHODS))
+    known = methods()
+    unknown = sorted(set(df.method) - set(known))
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown} in the run metrics; expected {sorted(METHODS)}")
-    df.insert(1, "label", df.method.map(lambda m: METHODS[m][0]))
-    df.insert(2, "uses_unlabelled", df.method.map(lambda m: METHODS[m][1]))
+        raise ValueError(f"unknown method(s) {unknown} in the run metrics; expected {sorted(known)}")
+    df.insert(1, "label", df.method.map(lambda m: known[m][0]))
+    df.insert(2, "uses_unlabelled", df.method.map(lambda m: known[m][1]))
     df["seed"] = df.seed.astype("Int64")
-    order = {m: i for i, m in enumerate(METHODS)}
+    order = {m: i for i, m in enumerate(known)}
     return df.sort_values(["source", "method", "n_target", "seed"], key=lambda s: s.map(order) if s.name == "method" else s,
                           ignore_index=True)
 
@@ -118,7 +120,7 @@ def table2_markdown(tidy: pd.DataFrame, *, data: str) -> str:
     sizes = sorted(tidy.n_target.unique())
     head = ["Method", "Uses unlabelled data"] + [f"n_t = {n}: {who}" for n in sizes for who in ("measured", "paper")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method, (label, unlabelled) in METHODS.items():
+    for method, (label, unlabelled) in methods().items():
         if not any((method, n) in summary.index or (method, n) in paper.index for n in sizes):
             continue
         cells = [label, "yes" if unlabelled else "no"]
@@ -129,7 +131,7 @@ def table2_markdown(tidy: pd.DataFrame, *, data: str) -> str:
                 spread = f" ± {s['std']:.1f}" if k > 1 else ""
                 cells.append(f"{s['mean']:.1f}{spread} ({k} seed{'s' if k > 1 else ''})")
             else:
-                cells.append("not run" if method in TRANSFER_METHODS else "–")
+                cells.append("–" if method in REPORTED else "not run")
             if (method, n) in paper.index:
                 acc, note = paper.loc[(method, n), ["accuracy_pct", "note"]]
                 cells.append(f"> {acc:.0f}" if note.startswith("lower bound") else f"{acc:.1f}")

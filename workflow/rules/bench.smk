@@ -5,7 +5,7 @@
 rule step_cost:
     output:
         csv=report(
-            "results/benchmarks/step_cost.csv",
+            P.STEP_COST_CSV,
             caption="../report/step_cost.rst",
             category="Beyond the paper, cost",
             labels={"result": "step cost", "kind": "table"},
@@ -21,19 +21,17 @@ rule step_cost:
         runtime=30,
         mem_mb=8000,
     params:
-        config=job_config(
-            *(f"bench.{k}" for k in ("models", "reps", "quick", "threads", "load"))
-        ),
+        config=job_config(*(f"bench.{k}" for k in STEP_COST_KEYS)),
         device=DEVICE,
     script:
         JOB
 
 
 # Not part of `all` (run it by name: snakemake share_cost): training jobs side by side on one
-# device (python -m soseleto.bench_share); soseleto plan --jobs-per-gpu reads what they gain.
+# device (python -m soseleto.cost.share); soseleto plan --jobs-per-gpu reads what they gain.
 rule share_cost:
     output:
-        csv="results/benchmarks/share_cost.csv",
+        csv=P.SHARE_COST_CSV,
     log:
         "logs/benchmarks/share_cost.log",
     conda:
@@ -45,7 +43,7 @@ rule share_cost:
         runtime=60,
         mem_mb=16000,
     params:
-        config=job_config("bench.models", "bench.share_jobs", "bench.share_seconds"),
+        config=job_config(*(f"bench.{k}" for k in SHARE_COST_KEYS)),
         device=DEVICE,
     script:
         JOB

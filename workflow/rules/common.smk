@@ -1,11 +1,13 @@
 # Shared definitions for all rules: the typed configuration and the path tags. Only torch-free
 # modules of the soseleto package are imported here, so building the DAG never loads torch.
 import functools
+import os
 
 from soseleto import config as C
+from soseleto.config import methods as R
 from soseleto import paths as P
-from soseleto.report import plan as PLAN
-from soseleto.jobs import all_cores, gpu_slots
+from soseleto.cost import plan as PLAN
+from soseleto.jobs import all_cores, gpu_slots, SHARE_COST_KEYS, STEP_COST_KEYS
 
 ENV = "../envs/soseleto.yaml"
 JOB = "../scripts/job.py"
@@ -15,7 +17,7 @@ JOB = "../scripts/job.py"
 CFG = C.workflow_config(config)
 DEVICE = CFG.device
 
-# GPU convention: every rule that trains declares `resources: gpu=GPU`. It is 1 unless the config
+# GPU convention: the training rules declare `gpu=GPU` among their resources. It is 1 unless the config
 # pins training to the CPU, so `--resources gpu=1` (workflow/profiles/default) runs training jobs
 # one at a time on one card, and the SLURM profile's executor requests `--gpus=1` for them.
 GPU = 0 if DEVICE == "cpu" else 1
@@ -34,3 +36,46 @@ DATASETS = {
         CFG.transfer.target.dataset,
     )
 }
+
+
+# -- training jobs: what a method's job reads, from the registry (soseleto/config/methods.py) ----------
+def method_config(protocol, *common):
+    """A rule's params.config for the method of the job's {method} wildcard: the config entries it
+    reads (its settings, options and the settings of the run it starts from) and `common`.
+    """
+    return lambda wildcards: job_config(
+        *R.get(protocol, wildcards.method).config_paths(), *common
+    )
+
+
+def noisy_inputs(wildcards):
+    """A Table 1 run's split and, for a method that starts from another run, its checkpoint."""
+    method = R.get("noisy", wildcards.method)
+    inputs = {"split": f"{NOISY_DIR}/noise{wildcards.noise}/split.csv"}
+    if method.starts_from:
+        first = NOISY_RUN.format(
+            noise=wildcards.noise, method=method.starts_from, seed=wildcards.seed
+        )
+        inputs["init"] = os.path.join(first, "checkpoint.pt")
+    return inputs
+
+
+def transfer_inputs(wildcards):
+    """A Table 2 run's splits (the source only for a method that trains on it) and, for a method
+    that starts from another run, its checkpoint (a stage such as pretrain: one per seed).
+    """
+    method = R.get("transfer", wildcards.method)
+    split = f"{SPLITS}/{{}}_nt{wildcards.nt}_seed{wildcards.seed}.csv"
+    inputs = {"target": split.format("target"), "test": split.format("test")}
+    if any(data == "source" for data, _ in method.passes):
+        inputs["source"] = f"{SPLITS}/source.csv"
+    if method.starts_from:
+        first = R.get("transfer", method.starts_from)
+        run = (
+            f"{TR_DIR}/{first.name}/seed{{seed}}"
+            if first.row == "stage"
+            else f"{TR_RUN}/{first.name}"
+        )
+        run = run.format(nt=wildcards.nt, seed=wildcards.seed)
+        inputs["init"] = os.path.join(run, "checkpoint.pt")
+    return inputs

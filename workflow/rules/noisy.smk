@@ -6,9 +6,11 @@ NOISY = CFG.noisy
 NOISY_TAG = P.dataset_tag(NOISY.split.dataset)
 NOISE_TAGS = [P.noise_tag(v) for v in NOISY.noise_levels]
 NOISY_METHODS = list(NOISY.methods)
-# the paper's rows of Table 1 (and the alpha-frozen ablation); every method (the peers of
-# workflow/rules/peers.smk too) is in table1_peers
-TABLE1_METHODS = [m for m in NOISY_METHODS if m in C.PAPER_METHODS + C.ABLATIONS]
+# the paper's rows of Table 1 (and the alpha-frozen ablation); every method is in table1_peers
+# (workflow/rules/peers.smk)
+TABLE1_METHODS = [
+    m for m in NOISY_METHODS if R.get("noisy", m).row in ("paper", "ablation")
+]
 NOISY_DIR = f"results/noisy/{NOISY_TAG}"
 NOISY_RUN = f"{NOISY_DIR}/noise{{noise}}/{{method}}/seed{{seed}}"
 NOISY_TABLES = f"results/tables/{NOISY_TAG}"
@@ -68,76 +70,54 @@ rule confusion_figure:
         JOB
 
 
-rule noisy_baseline:
+# One job per (noise level, method, seed). A method is an entry of soseleto/config/methods.py:
+# its settings, options and the run it starts from come from there (noisy_inputs and
+# method_config, workflow/rules/common.smk). Three rules only because the methods write
+# different files: nothing per sample, alpha.csv or scores.csv.
+rule noisy_run:
     input:
-        split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
+        unpack(noisy_inputs),
     output:
-        metrics=f"{NOISY_DIR}/noise{{noise}}/noisy_baseline/seed{{seed}}/metrics.json",
-        checkpoint=f"{NOISY_DIR}/noise{{noise}}/noisy_baseline/seed{{seed}}/model.ckpt",
+        metrics=f"{NOISY_RUN}/metrics.json",
+        checkpoint=f"{NOISY_RUN}/checkpoint.pt",
     log:
-        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/noisy_baseline/seed{{seed}}.log",
+        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/noisy_baseline/seed{{seed}}.tsv"
+        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/{{method}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=R.pattern("noisy", scores=None),
     conda:
         ENV
     threads: NOISY.threads
     resources:
         gpu=GPU,
-        runtime=240,  # minutes; soseleto plan: <= 1 h per job on a CPU (4 threads), minutes on a GPU
+        # minutes; soseleto plan: <= 1 h per job on a CPU (4 threads), minutes on a GPU
+        runtime=lambda wildcards: R.get("noisy", wildcards.method).runtime,
         mem_mb=8000,
     params:
-        method="noisy_baseline",
-        config=job_config("noisy.baseline", *NOISY_RUN_PARAMS),
+        method=lambda wildcards: wildcards.method,
+        config=method_config("noisy", *NOISY_RUN_PARAMS),
         device=DEVICE,
     script:
         JOB
 
 
-use rule noisy_baseline as noisy_soseleto with:
+use rule noisy_run as noisy_run_alpha with:
     output:
-        metrics=f"{NOISY_DIR}/noise{{noise}}/soseleto/seed{{seed}}/metrics.json",
-        checkpoint=f"{NOISY_DIR}/noise{{noise}}/soseleto/seed{{seed}}/model.ckpt",
-        alpha=f"{NOISY_DIR}/noise{{noise}}/soseleto/seed{{seed}}/alpha.csv",
-    log:
-        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/soseleto/seed{{seed}}.log",
-    benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/soseleto/seed{{seed}}.tsv"
-    params:
-        method="soseleto",
-        config=job_config("noisy.trainer", *NOISY_RUN_PARAMS),
-        device=DEVICE,
+        metrics=f"{NOISY_RUN}/metrics.json",
+        checkpoint=f"{NOISY_RUN}/checkpoint.pt",
+        alpha=f"{NOISY_RUN}/alpha.csv",
+    wildcard_constraints:
+        method=R.pattern("noisy", scores="alpha"),
 
 
-use rule noisy_baseline as noisy_soseleto_frozen with:
+use rule noisy_run as noisy_run_scores with:
     output:
-        metrics=f"{NOISY_DIR}/noise{{noise}}/soseleto_frozen/seed{{seed}}/metrics.json",
-        checkpoint=f"{NOISY_DIR}/noise{{noise}}/soseleto_frozen/seed{{seed}}/model.ckpt",
-        alpha=f"{NOISY_DIR}/noise{{noise}}/soseleto_frozen/seed{{seed}}/alpha.csv",
-    log:
-        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/soseleto_frozen/seed{{seed}}.log",
-    benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/soseleto_frozen/seed{{seed}}.tsv"
-    params:
-        method="soseleto_frozen",
-        config=job_config("noisy.trainer", *NOISY_RUN_PARAMS),
-        device=DEVICE,
-
-
-use rule noisy_baseline as noisy_finetune with:
-    input:
-        split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
-        init=f"{NOISY_DIR}/noise{{noise}}/noisy_baseline/seed{{seed}}/model.ckpt",
-    output:
-        metrics=f"{NOISY_DIR}/noise{{noise}}/finetune/seed{{seed}}/metrics.json",
-        checkpoint=f"{NOISY_DIR}/noise{{noise}}/finetune/seed{{seed}}/model.ckpt",
-    log:
-        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/finetune/seed{{seed}}.log",
-    benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/finetune/seed{{seed}}.tsv"
-    params:
-        method="finetune",
-        config=job_config("noisy.finetune", "noisy.baseline", *NOISY_RUN_PARAMS),
-        device=DEVICE,
+        metrics=f"{NOISY_RUN}/metrics.json",
+        checkpoint=f"{NOISY_RUN}/checkpoint.pt",
+        scores=f"{NOISY_RUN}/scores.csv",
+    wildcard_constraints:
+        method=R.pattern("noisy", scores="scores"),
 
 
 rule table1:

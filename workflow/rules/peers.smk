@@ -3,7 +3,6 @@
 # training run; per (noise level, seed): one cleanlab job (out-of-fold probabilities of the
 # noisy baseline).
 
-PEERS = [m for m in NOISY_METHODS if m in C.PEER_METHODS]
 LABEL_ERROR_RUNS = P.detection_runs(
     NOISY_METHODS,
     NOISE_TAGS,
@@ -12,51 +11,20 @@ LABEL_ERROR_RUNS = P.detection_runs(
     cleanlab=NOISY.cleanlab_folds > 0,
 )
 BEYOND = f"Beyond the paper, peer methods and label-error detection ({NOISY_TAG})"
-PEER_PARAMS = ("noisy.peer_trainer", "noisy.peers", *NOISY_RUN_PARAMS)
 
 
-use rule noisy_baseline as noisy_peer with:
-    output:
-        metrics=f"{NOISY_DIR}/noise{{noise}}/{{peer}}/seed{{seed}}/metrics.json",
-        checkpoint=f"{NOISY_DIR}/noise{{noise}}/{{peer}}/seed{{seed}}/model.ckpt",
-    log:
-        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/{{peer}}/seed{{seed}}.log",
-    benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/{{peer}}/seed{{seed}}.tsv"
-    wildcard_constraints:
-        peer="joint|glc|noise_layer",  # l2rw also writes its scores: rule noisy_l2rw
-    resources:
-        gpu=GPU,
-        runtime=480,  # glc trains two networks (soseleto plan: <= 2 h on a CPU)
-        mem_mb=8000,
-    params:
-        method=lambda wildcards: wildcards.peer,
-        config=job_config(*PEER_PARAMS),
-        device=DEVICE,
-
-
-use rule noisy_baseline as noisy_l2rw with:
-    output:
-        metrics=f"{NOISY_DIR}/noise{{noise}}/l2rw/seed{{seed}}/metrics.json",
-        checkpoint=f"{NOISY_DIR}/noise{{noise}}/l2rw/seed{{seed}}/model.ckpt",
-        scores=f"{NOISY_DIR}/noise{{noise}}/l2rw/seed{{seed}}/scores.csv",
-    log:
-        f"logs/noisy/{NOISY_TAG}/noise{{noise}}/l2rw/seed{{seed}}.log",
-    benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/l2rw/seed{{seed}}.tsv"
-    params:
-        method="l2rw",
-        config=job_config(*PEER_PARAMS),
-        device=DEVICE,
-
-
-use rule noisy_baseline as noisy_cleanlab with:
+rule noisy_cleanlab:
+    input:
+        split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
     output:
         scores=f"{NOISY_DIR}/noise{{noise}}/cleanlab/seed{{seed}}/scores.csv",
     log:
         f"logs/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.log",
     benchmark:
         f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.tsv"
+    conda:
+        ENV
+    threads: NOISY.threads
     resources:
         gpu=GPU,
         runtime=720,  # cleanlab_folds networks, each (k - 1)/k of a noisy baseline (plan: ~3 h on a CPU)
@@ -64,6 +32,8 @@ use rule noisy_baseline as noisy_cleanlab with:
     params:
         config=job_config("noisy.baseline", "noisy.cleanlab_folds", *NOISY_RUN_PARAMS),
         device=DEVICE,
+    script:
+        JOB
 
 
 use rule table1 as table1_peers with:

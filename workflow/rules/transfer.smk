@@ -91,128 +91,45 @@ rule transfer_pretrain:
         mem_mb=8000,
     params:
         method="pretrain",
-        config=job_config("transfer.pretrain", *TASK_PARAMS),
+        config=job_config(*R.get("transfer", "pretrain").config_paths(), *TASK_PARAMS),
         device=DEVICE,
     script:
         JOB
 
 
-use rule transfer_pretrain as transfer_target_only with:
+# One job per (n_target, seed, method). A method is an entry of soseleto/config/methods.py: its
+# settings, options and the run it starts from come from there (transfer_inputs and
+# method_config, workflow/rules/common.smk). Two rules only because the methods write different
+# files (alpha.csv or not).
+use rule transfer_pretrain as transfer_run with:
     input:
-        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
+        unpack(transfer_inputs),
     output:
-        metrics=f"{TR_RUN}/target_only/metrics.json",
-        checkpoint=f"{TR_RUN}/target_only/checkpoint.pt",
+        metrics=f"{TR_RUN}/{{method}}/metrics.json",
+        checkpoint=f"{TR_RUN}/{{method}}/checkpoint.pt",
     log:
-        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/target_only.log",
+        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/{{method}}.log",
     benchmark:
-        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/target_only.tsv"
+        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/{{method}}.tsv"
+    wildcard_constraints:
+        method=R.pattern("transfer", scores=None),
+    resources:
+        gpu=GPU,
+        runtime=lambda wildcards: R.get("transfer", wildcards.method).runtime,
+        mem_mb=8000,
     params:
-        method="target_only",
-        config=job_config("transfer.target_only", *TASK_PARAMS),
+        method=lambda wildcards: wildcards.method,
+        config=method_config("transfer", *TASK_PARAMS),
         device=DEVICE,
 
 
-use rule transfer_pretrain as transfer_fine_tuning with:
-    input:
-        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
-        pretrained=f"{TR_DIR}/pretrain/seed{{seed}}/checkpoint.pt",
+use rule transfer_run as transfer_run_alpha with:
     output:
-        metrics=f"{TR_RUN}/fine_tuning/metrics.json",
-        checkpoint=f"{TR_RUN}/fine_tuning/checkpoint.pt",
-    log:
-        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/fine_tuning.log",
-    benchmark:
-        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/fine_tuning.tsv"
-    params:
-        method="fine_tuning",
-        config=job_config("transfer.finetune", "transfer.pretrain", *TASK_PARAMS),
-        device=DEVICE,
-
-
-use rule transfer_pretrain as transfer_soseleto with:
-    input:
-        source=f"{SPLITS}/source.csv",
-        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
-    output:
-        metrics=f"{TR_RUN}/soseleto/metrics.json",
-        checkpoint=f"{TR_RUN}/soseleto/checkpoint.pt",
-        alpha=f"{TR_RUN}/soseleto/alpha.csv",
-    log:
-        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto.log",
-    benchmark:
-        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto.tsv"
-    params:
-        method="soseleto",
-        config=job_config("transfer.soseleto", *TASK_PARAMS),
-        device=DEVICE,
-
-
-use rule transfer_pretrain as transfer_soseleto_frozen with:
-    input:
-        source=f"{SPLITS}/source.csv",
-        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
-    output:
-        metrics=f"{TR_RUN}/soseleto_frozen/metrics.json",
-        checkpoint=f"{TR_RUN}/soseleto_frozen/checkpoint.pt",
-        alpha=f"{TR_RUN}/soseleto_frozen/alpha.csv",
-    log:
-        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_frozen.log",
-    benchmark:
-        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_frozen.tsv"
-    params:
-        method="soseleto_frozen",
-        config=job_config("transfer.soseleto", *TASK_PARAMS),
-        device=DEVICE,
-
-
-use rule transfer_pretrain as transfer_soseleto_theta with:
-    input:
-        source=f"{SPLITS}/source.csv",
-        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
-    output:
-        metrics=f"{TR_RUN}/soseleto_theta/metrics.json",
-        checkpoint=f"{TR_RUN}/soseleto_theta/checkpoint.pt",
-        alpha=f"{TR_RUN}/soseleto_theta/alpha.csv",
-    log:
-        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_theta.log",
-    benchmark:
-        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/soseleto_theta.tsv"
-    params:
-        method="soseleto_theta",
-        config=job_config(
-            "transfer.soseleto", "transfer.theta_target_weight", *TASK_PARAMS
-        ),
-        device=DEVICE,
-
-
-use rule transfer_pretrain as transfer_two_stage with:
-    input:
-        target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
-        test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
-        stage1=f"{TR_RUN}/soseleto/checkpoint.pt",
-    output:
-        metrics=f"{TR_RUN}/two_stage/metrics.json",
-        checkpoint=f"{TR_RUN}/two_stage/checkpoint.pt",
-        alpha=f"{TR_RUN}/two_stage/alpha.csv",
-    log:
-        f"logs/transfer/{TASK}/nt{{nt}}/seed{{seed}}/two_stage.log",
-    benchmark:
-        f"benchmarks/transfer/{TASK}/nt{{nt}}/seed{{seed}}/two_stage.tsv"
-    params:
-        method="two_stage",
-        config=job_config(
-            "transfer.two_stage",
-            "transfer.soseleto",
-            "transfer.two_stage_init",
-            *TASK_PARAMS,
-        ),
-        device=DEVICE,
+        metrics=f"{TR_RUN}/{{method}}/metrics.json",
+        checkpoint=f"{TR_RUN}/{{method}}/checkpoint.pt",
+        alpha=f"{TR_RUN}/{{method}}/alpha.csv",
+    wildcard_constraints:
+        method=R.pattern("transfer", scores="alpha"),
 
 
 use rule transfer_pretrain as appendix_c_run with:
@@ -230,7 +147,11 @@ use rule transfer_pretrain as appendix_c_run with:
         f"benchmarks/transfer/{TASK_AC}/appendix_c/seed{{seed}}.tsv"
     params:
         method="appendix_c",
-        config=job_config("transfer.soseleto", "transfer.appendix_c", *TASK_PARAMS),
+        config=job_config(
+            *R.get("transfer", "appendix_c").config_paths(),
+            "transfer.appendix_c",
+            *TASK_PARAMS,
+        ),
         device=DEVICE,
 
 

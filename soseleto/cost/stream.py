@@ -1,7 +1,7 @@
 """Benchmark of the streaming path: images per second, SOSELETO against plain SGD through the same
 loader, and the peak host memory as the data set grows.
 
-    python -m soseleto.bench_stream --files 50000 --steps 60 --workers 2
+    python -m soseleto.cost.stream --files 50000 --steps 60 --workers 2
 
 It writes a generated ImageFolder of gray 28x28 PNGs (kept in ``--root`` and reused), then, each in
 a fresh process so that peak memory is its own, trains LeNet for ``--steps`` steps of plain SGD and
@@ -90,7 +90,7 @@ def run(root: str | Path, *, files: int, steps: int, batch: int, workers: int, t
         for method in ("plain", "soseleto"):
             args = json.dumps({"root": str(root), "n": n, "method": method, "steps": steps, "batch": batch,
                                "workers": workers, "threads": threads})
-            out = subprocess.run([sys.executable, "-m", "soseleto.bench_stream", "--one", args],
+            out = subprocess.run([sys.executable, "-m", "soseleto.cost.stream", "--one", args],
                                  check=True, capture_output=True, text=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"  {n} files, {method}: {rows[-1]['images_per_s']:.0f} images/s, "
@@ -102,7 +102,7 @@ def run(root: str | Path, *, files: int, steps: int, batch: int, workers: int, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m soseleto.bench_stream", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m soseleto.cost.stream", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="data/stream-bench", help="where the generated ImageFolder is kept (default: %(default)s)")
     p.add_argument("--files", type=int, default=50_000, help="images in the generated set (default: %(default)s)")
     p.add_argument("--steps", type=int, default=60, help="timed steps per run (default: %(default)s)")

@@ -1,12 +1,12 @@
 """Benchmark of several training jobs sharing one device: the aggregate steps per second of k
 processes that train at once, against one alone.
 
-    python -m soseleto.bench_share --models lenet cifar_quick --jobs 1 2 4 8 --seconds 10
+    python -m soseleto.cost.share --models lenet cifar_quick --jobs 1 2 4 8 --seconds 10
 
 Small networks use a sliver of a GPU: one job's steps are bound by kernel launches and Python,
 not arithmetic, so k jobs side by side on one card can finish nearly k times the work in the same
 time, until the card (or the CPU cores that feed it) is full. For each model, step kind (``plain``
-or ``soseleto``, :mod:`soseleto.bench`'s steps on random data of its shapes) and number of jobs k,
+or ``soseleto``, :mod:`soseleto.cost.bench`'s steps on random data of its shapes) and number of jobs k,
 it starts k fresh processes (``--threads`` torch threads each) on the same device, lets each warm
 up, starts them together and counts the steps each completes in ``--seconds``. Columns:
 
@@ -23,6 +23,7 @@ machine runs side by side. SIGTERM or SIGINT stops it between runs (exit 143 / 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +34,11 @@ import time
 
 import pandas as pd
 
+from soseleto.config import BenchConfig
+from soseleto.paths import SHARE_COST_CSV
+
 log = logging.getLogger(__name__)
+MODELS = BenchConfig.__dataclass_fields__["models"].metadata["choices"]
 
 KINDS = ("plain", "soseleto")
 WARMUP = 3  # steps before the timed window (allocator, cuDNN autotuning, lazy initialisation)
@@ -43,7 +48,7 @@ def worker(model: str, kind: str, device: str, seconds: float, seed: int) -> dic
     """One job: warm up, say ``ready``, wait for ``go`` on stdin, then step for ``seconds``."""
     import torch
 
-    from soseleto.bench import SETTINGS, Case
+    from soseleto.cost.bench import SETTINGS, Case
 
     dev = torch.device(device)
     case = Case(SETTINGS[model], dev, seed=seed)
@@ -75,7 +80,7 @@ def worker(model: str, kind: str, device: str, seconds: float, seed: int) -> dic
 def run_level(model: str, kind: str, device: str, jobs: int, *, seconds: float, threads: int) -> dict:
     """Start ``jobs`` workers, release them together, and sum their steps per second."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "soseleto.bench_share", "--worker", model, kind, device, str(seconds)]
+    cmd = [sys.executable, "-m", "soseleto.cost.share", "--worker", model, kind, device, str(seconds)]
     procs = [subprocess.Popen(cmd + [str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
              for i in range(jobs)]
     try:
@@ -96,13 +101,13 @@ def run_level(model: str, kind: str, device: str, jobs: int, *, seconds: float, 
             "peak_mb": max(r["peak_mb"] for r in results)}
 
 
-def run(models, *, jobs=(1, 2, 4), kinds=KINDS, device: str = "auto", seconds: float = 10.0, threads: int = 1,
-        stop=None) -> pd.DataFrame:
+def measure(models, *, jobs, kinds=KINDS, device: str = "auto", seconds: float, threads: int = 1,
+            stop=None) -> pd.DataFrame:
     """One row per (model, kind, jobs); ``speedup`` and ``slowdown`` against the same model and kind
     with one job (measured first, whatever ``jobs`` says)."""
     import torch
 
-    from soseleto.bench import SETTINGS, check_stop
+    from soseleto.cost.bench import SETTINGS, check_stop
     from soseleto.core.device import resolve_device
 
     dev = resolve_device(device)  # one named card: "cuda" alone could differ between the jobs' processes
@@ -126,41 +131,49 @@ def run(models, *, jobs=(1, 2, 4), kinds=KINDS, device: str = "auto", seconds: f
     return pd.DataFrame(rows)
 
 
-def arguments(p: argparse.ArgumentParser) -> None:
-    from soseleto.bench import SETTINGS
+def run(cfg: BenchConfig, device: str = "auto", *, out: str | os.PathLike = SHARE_COST_CSV, kinds=KINDS,
+        threads: int = 1) -> pd.DataFrame:
+    """The ``share_cost`` rule and this module's command: :func:`measure` the models of ``cfg`` at
+    ``cfg.share_jobs`` jobs for ``cfg.share_seconds`` each and write the rows to ``out``. SIGTERM /
+    Ctrl-C stops it between runs (exit 143 / 130), writing nothing."""
+    from soseleto.cost.bench import check_stop
+    from soseleto.core.stop import stop_requests
+    from soseleto.io import provenance, write_csv
 
-    p.add_argument("--models", nargs="+", choices=sorted(SETTINGS), default=["lenet", "cifar_quick"],
-                   help="networks (default: %(default)s)")
-    p.add_argument("--jobs", nargs="+", type=int, default=[1, 2, 4], help="jobs side by side (default: %(default)s)")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="steps (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="one device all jobs share (default: %(default)s)")
-    p.add_argument("--seconds", type=float, default=10.0, help="timed window per run (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per job (default: %(default)s)")
-    p.add_argument("--out", default="results/benchmarks/share_cost.csv", help="CSV (default: %(default)s)")
+    with stop_requests() as stop:
+        df = measure(cfg.models, jobs=cfg.share_jobs, kinds=kinds, device=device, seconds=cfg.share_seconds,
+                     threads=threads, stop=stop)
+        check_stop(stop, "after the last run")
+    write_csv(df, out, prov=provenance({"bench": cfg}, device=device, kinds=list(kinds), threads=threads))
+    return df
 
 
 def main(argv=None) -> int:
+    """``python -m soseleto.cost.share``: flags over :class:`soseleto.config.BenchConfig`'s defaults."""
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
         model, kind, device, seconds, seed = sys.argv[2:7]
         print(json.dumps(worker(model, kind, device, float(seconds), int(seed))), flush=True)
         return 0
     from soseleto import logs
-    from soseleto.bench import check_stop
-    from soseleto.core.stop import stop_requests
-    from soseleto.io import provenance, write_csv
 
-    p = argparse.ArgumentParser(prog="python -m soseleto.bench_share", description=__doc__.split("\n\n")[0])
-    arguments(p)
+    d = BenchConfig()
+    p = argparse.ArgumentParser(prog="python -m soseleto.cost.share", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(d.models), help="networks (default: %(default)s)")
+    p.add_argument("--jobs", nargs="+", type=int, default=list(d.share_jobs),
+                   help="jobs side by side (default: %(default)s)")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="steps (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="one device all jobs share (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=d.share_seconds,
+                   help="timed window per run (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job (default: %(default)s)")
+    p.add_argument("--out", default=SHARE_COST_CSV, help="CSV (default: %(default)s)")
     args = p.parse_args(argv)
     if min(args.jobs) < 1 or args.seconds <= 0 or args.threads < 1:
         p.error(f"--jobs {args.jobs}, --seconds {args.seconds} and --threads {args.threads} must be positive")
     if not logging.getLogger().handlers:  # a workflow job has set up its log file already
         logs.setup()
-    with stop_requests() as stop:
-        df = run(args.models, jobs=args.jobs, kinds=args.kinds, device=args.device, seconds=args.seconds,
-                 threads=args.threads, stop=stop)
-        check_stop(stop, "after the last run")
-    write_csv(df, args.out, prov=provenance(vars(args)))
+    cfg = dataclasses.replace(d, models=tuple(args.models), share_jobs=tuple(args.jobs), share_seconds=args.seconds)
+    df = run(cfg, args.device, out=args.out, kinds=args.kinds, threads=args.threads)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0
 

@@ -1,6 +1,6 @@
 """Cost of one SOSELETO step relative to one plain SGD step on the source batch.
 
-``soseleto bench`` (or ``python -m soseleto bench``; options: :func:`soseleto.cli.bench_arguments`) times, in one process and interleaved, a plain
+``soseleto bench`` (or ``python -m soseleto bench``; :func:`run`, with :class:`soseleto.config.BenchConfig`) times, in one process and interleaved, a plain
 step (forward, backward and SGD step of the source network on the source batch) and a full
 :meth:`soseleto.core.soseleto.Soseleto.step` (target pass, alpha products, source step, alpha update),
 on random data of each model's shapes, and writes their medians and ratio to a CSV file. With
@@ -30,7 +30,6 @@ same quantity on every device:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import logging
@@ -47,7 +46,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from soseleto.config import SoseletoConfig
+from soseleto.config import BenchConfig, SoseletoConfig
 from soseleto.core.device import resolve_device
 from soseleto.core.forward_mode import reference_alignment
 from soseleto.core.models import build
@@ -55,6 +54,7 @@ from soseleto.core.rng import generator
 from soseleto.core.soseleto import Soseleto, optimizer_state_to
 from soseleto.core.stop import StopRequest, stop_requests
 from soseleto.io import provenance, write_csv
+from soseleto.paths import STEP_COST_CSV
 
 log = logging.getLogger(__name__)
 
@@ -328,9 +328,9 @@ def check_stop(stop: StopRequest | None, where: str) -> None:
         raise stop.stopped(message)
 
 
-def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int | None = None, load: int = 0,
-        compile_mode: str | None = None, stop: StopRequest | None = None) -> pd.DataFrame:
-    """Check, time and measure each model in ``models``; one row per model (columns: see :func:`main`).
+def measure(models, *, device="auto", reps: int, warmup: int, threads: int | None, load: int,
+            compile_mode: str | None = None, stop: StopRequest | None = None) -> pd.DataFrame:
+    """Check, time and measure each model in ``models``; one row per model.
     ``load``: the steps are timed again with that many CPU-heavy processes beside (:func:`busy`),
     into the ``*_loaded`` columns. ``compile_mode``: timed again compiled (``torch.compile``), into
     the ``*_compiled`` columns, if :func:`compiled_error` (``compile_max_rel_err``, against float64)
@@ -376,19 +376,20 @@ def run(models, *, device="auto", reps: int = 10, warmup: int = 2, threads: int 
     return pd.DataFrame(rows)
 
 
-def run_args(args: argparse.Namespace) -> int:
-    from soseleto import logs
-
-    if not logging.getLogger().handlers:
-        logs.setup()
-    reps, warmup = (3, 1) if args.quick else (args.reps, 2)
-    with stop_requests() as stop:  # SIGTERM / Ctrl-C: stop between repetitions, exit 143 / 130
-        df = run(args.models, device=args.device, reps=reps, warmup=warmup, threads=args.threads, load=args.load,
-                 compile_mode=getattr(args, "compile", None), stop=stop)
+def run(cfg: BenchConfig, device: str = "auto", *, out: str | os.PathLike = STEP_COST_CSV,
+        compile_mode: str | None = None) -> pd.DataFrame:
+    """``soseleto bench`` and the ``step_cost`` rule: :func:`measure` the models of ``cfg`` on
+    ``device`` (``cfg.quick``: 3 repetitions after 1 warm-up, else ``cfg.reps`` after 2) and write the
+    rows to ``out`` with their provenance. SIGTERM / Ctrl-C stops it between repetitions (exit 143 /
+    130), writing nothing."""
+    reps, warmup = (3, 1) if cfg.quick else (cfg.reps, 2)
+    with stop_requests() as stop:
+        df = measure(cfg.models, device=device, reps=reps, warmup=warmup, threads=cfg.threads, load=cfg.load,
+                     compile_mode=compile_mode, stop=stop)
         check_stop(stop, "after the last measurement")
-    write_csv(df, args.out, prov=provenance({k: v for k, v in vars(args).items() if k != "func"}, lr_p=LR_P, momentum=MOMENTUM, check_batch=CHECK_BATCH))
-    print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    return 0
+    write_csv(df, out, prov=provenance({"bench": cfg}, device=device, compile=compile_mode, lr_p=LR_P,
+                                       momentum=MOMENTUM, check_batch=CHECK_BATCH))
+    return df
 
 
 def _sync(device: torch.device) -> None:
