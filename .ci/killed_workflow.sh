@@ -53,7 +53,7 @@ disown  # its death by SIGKILL is the point of this check, not news for the log
 deadline=$((SECONDS + 150))
 resume=""
 while [ -z "$resume" ]; do
-    resume="$(find "$work/killed/$runs" -name 'model.ckpt.resume' 2>/dev/null | head -n 1 || true)"
+    resume="$(find "$work/killed/$runs" -name 'checkpoint.pt.resume' 2>/dev/null | head -n 1 || true)"
     if [ -z "$(session_pids)" ] || [ $SECONDS -gt $deadline ]; then
         cat "$work/killed.log"
         echo "FAIL: no training job saved an epoch before the run ended" >&2
@@ -71,7 +71,7 @@ echo "== rerun (unlock, rerun incomplete jobs) =="
 smk "$work/killed" --unlock > /dev/null 2>&1
 smk "$work/killed" --rerun-incomplete --quiet all > "$work/rerun.log" 2>&1 || { cat "$work/rerun.log"; exit 1; }
 log="$work/killed/logs/noisy/cifar10/noise0.5/${job%/seed*}/seed${job##*/seed}.log"
-grep -q "resumed from .*model.ckpt.resume at epoch 2" "$log" || {
+grep -q "resumed from .*checkpoint.pt.resume at epoch 2" "$log" || {
     cat "$log"
     echo "FAIL: the rerun of $job did not resume from its saved epoch" >&2
     exit 1

@@ -1,4 +1,5 @@
-"""Configs and tiny problems shared by the tests.
+"""Configs, tiny problems and small networks shared by the tests (among them the networks and
+random tangents of the tests that check the alpha-update products against the per-sample reference).
 
 The tests were written against the pre-refactor ``TrainerConfig``, whose defaults differ from
 today's sections (``SoseletoConfig`` defaults to momentum 0.9 and weight decay 5e-4, for
@@ -78,3 +79,21 @@ def run_peer(method, features, head, source, target, cfg, options=None, *, seed,
     runner = registry.get("noisy", method).runner()
     return runner(features, head, source, target, cfg, PeerConfig() if options is None else options, seed=seed,
                   device=torch.device(device), name=method, **kw)
+
+
+# -- the alpha-update products against the per-sample reference (test_forward_mode, test_ghost) ---------
+def net(name, in_shape, n_classes=3, **kw):
+    """(features, classifier) of model ``name``, initialised under seed 0."""
+    with seeded(0):
+        features, dim = build_features(name, in_shape, **kw)
+        return features, build_classifier(dim, n_classes)
+
+
+def random_tangents(module, seed):
+    """A random direction for every parameter of ``module`` (name -> tensor)."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.randn(p.shape, generator=g) for n, p in module.named_parameters()}
+
+
+def rel_err(a, b):
+    return float((a - b).abs().max() / b.abs().max())

@@ -12,7 +12,7 @@ from soseleto.core.forward_mode import losses_and_alignment, reference_alignment
 from soseleto.core.models import build_classifier, build_features
 from soseleto.core.rng import seeded
 
-from gradcheck import net, random_tangents, rel_err
+from builders import net, random_tangents, rel_err
 
 
 @pytest.mark.parametrize(

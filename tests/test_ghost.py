@@ -11,7 +11,7 @@ from soseleto.core.rng import seeded
 from soseleto.core.soseleto import Soseleto
 
 from builders import soseleto_config
-from gradcheck import net, random_tangents, rel_err
+from builders import net, random_tangents, rel_err
 
 
 @pytest.mark.parametrize("name,in_shape", [("mlp", (2,)), ("lenet", (1, 28, 28)), ("cifar_quick", (3, 32, 32))])

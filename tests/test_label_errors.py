@@ -40,7 +40,7 @@ def _rows():
 def test_label_error_table_summary_and_markdown():
     df = label_errors.label_error_table(_rows())
     assert list(df.columns[:3]) == ["noise", "method", "seed"] and len(df) == 6
-    s = label_errors.summarise(df)
+    s = label_errors.summarize(df)
     row = s[s.method == "l2rw"].iloc[0]
     assert row.auroc_mean == pytest.approx(0.61) and row.auroc_std == pytest.approx(0.01) and row.n_seeds == 3
     md = label_errors.mean_std_markdown(s)
@@ -52,7 +52,7 @@ def test_label_error_table_summary_and_markdown():
 def test_markdown_of_one_seed_and_undefined_values():
     rows = [{"method": "soseleto", "seed": 0, "precision": float("nan"), "recall": 0.5, "f1": float("nan"),
              "auroc": 0.9, "average_precision": 0.7}]
-    md = label_errors.mean_std_markdown(label_errors.summarise(label_errors.label_error_table(rows)))
+    md = label_errors.mean_std_markdown(label_errors.summarize(label_errors.label_error_table(rows)))
     assert md.splitlines()[2] == "| soseleto | n/a | 0.500 | n/a | 0.900 | 0.700 | 1 |"  # no noise column, no spread
 
 

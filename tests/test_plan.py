@@ -1,4 +1,4 @@
-"""The cost plan (:mod:`soseleto.cost.plan`, :mod:`soseleto.cost.jobs`): its arithmetic on a tiny
+"""The cost plan (:mod:`soseleto.cost.plan`, :mod:`soseleto.cost.work`): its arithmetic on a tiny
 config, its jobs against Snakemake's DAG, and `soseleto plan` without torch."""
 
 import math
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soseleto.cost import gpus, jobs, plan
+from soseleto.cost import gpus, plan, work
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,9 +28,9 @@ def test_steps_follow_set_sizes_batches_and_epochs(tmp_path):
                          "trainer": {"source_batch": 300, "target_batch": 20, "epochs": 3},
                          "baseline": {"batch": 450, "epochs": 2}, "finetune": {"batch": 40, "epochs": 5},
                          "cleanlab_folds": 0})
-    sizes = jobs.Sizes(cfg, tmp_path)
-    groups = {g.rule: g for g in plan.group(w for rule, wc in jobs.workflow_jobs(cfg)
-                                            for w in jobs.job_work(cfg, rule, wc, sizes))}
+    sizes = work.Sizes(cfg, tmp_path)
+    groups = {g.rule: g for g in plan.group(w for rule, wc in work.workflow_jobs(cfg)
+                                            for w in work.job_work(cfg, rule, wc, sizes))}
     # 1000 generated images, 100 clean target: 900 source
     assert groups["noisy_run_alpha (soseleto)"].steps == [3 * math.ceil(900 / 300)] * 2
     assert groups["noisy_run (noisy_baseline)"].steps == [2 * math.ceil(900 / 450)] * 2  # finetune needs it
@@ -114,7 +114,7 @@ def test_job_counts_match_the_snakemake_dag(tmp_path, configfile):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[1].split("\n\n")[0], flags=re.MULTILINE))
     cfg, _ = plan.load_config([REPO / configfile] if configfile else [], base=REPO / "config/config.yaml")
     counts: dict[str, int] = {}
-    for rule, _ in jobs.workflow_jobs(cfg):
+    for rule, _ in work.workflow_jobs(cfg):
         counts[rule] = counts.get(rule, 0) + 1
     assert counts == {k: int(v) for k, v in stats.items() if k not in ("all", "total")}
 
@@ -162,4 +162,4 @@ def test_the_plans_benchmark_batches_are_the_benchmarks():
     from soseleto.cost import bench  # the plan cannot import it (torch): its copy of the batches must agree
 
     for model, s in bench.SETTINGS.items():
-        assert jobs.BENCH_BATCH[model] == (s.source_batch, s.target_batch), model
+        assert work.BENCH_BATCH[model] == (s.source_batch, s.target_batch), model

@@ -79,6 +79,6 @@ def schema_yaml() -> str:
     """The text of ``workflow/schemas/config.schema.yaml``."""
     import yaml
 
-    head = ("# GENERATED from the config dataclasses (soseleto/config.py): do not edit by hand.\n"
+    head = ("# GENERATED from the config dataclasses (soseleto/config/sections.py): do not edit by hand.\n"
             "# Regenerate: python -m soseleto.config > workflow/schemas/config.schema.yaml\n")
     return head + yaml.safe_dump(json_schema(), sort_keys=False, width=110)

@@ -3,8 +3,8 @@ time of a step and the projected hours, before any work starts (``soseleto plan`
 ``onstart`` and ``results/benchmarks/cost_plan.{csv,md}``).
 
 The jobs come from Snakemake's DAG when the plan runs inside Snakemake (``onstart``: the jobs it is
-about to run), else from :func:`soseleto.cost.jobs.workflow_jobs`; what each job trains from
-:func:`soseleto.cost.jobs.job_work`. The time of a step is measured (``step_cost.csv``, written by
+about to run), else from :func:`soseleto.cost.work.workflow_jobs`; what each job trains from
+:func:`soseleto.cost.work.job_work`. The time of a step is measured (``step_cost.csv``, written by
 ``soseleto bench`` / the ``step_cost`` rule, for the same device) or, without it, the documented
 default of :data:`ASSUMED_MS` (marked ``assumed``). A step's time is scaled from the benchmark's
 batch to the rule's: linearly on a CPU; on a GPU never below the benchmark's (small networks are
@@ -24,7 +24,7 @@ from typing import Any
 
 from soseleto.config import WorkflowConfig
 from soseleto.cost.gpus import default_device, gpu_layout
-from soseleto.cost.jobs import BENCH_BATCH, Job, Sizes, Work, job_work, workflow_jobs
+from soseleto.cost.work import BENCH_BATCH, JobKey, Sizes, Work, job_work, workflow_jobs
 from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
 
 # The time per step in ms (plain step, SOSELETO step) at :data:`BENCH_BATCH` assumed when no
@@ -171,7 +171,7 @@ def wall_hours(rows: list[dict[str, Any]], device: str, *, cores: int, gpus: int
 
 
 def plan(cfg: WorkflowConfig, *, device: str, cores: int, gpus: int = 1, bench_csv: str | os.PathLike | None = None,
-         results: str | os.PathLike = "results", jobs: list[Job] | None = None, jobs_per_gpu: int = 1,
+         results: str | os.PathLike = "results", jobs: list[JobKey] | None = None, jobs_per_gpu: int = 1,
          share_csv: str | os.PathLike | None = None) -> dict[str, Any]:
     """The cost plan of ``jobs`` (``(rule, wildcards)``; default: every job of ``snakemake all``
     under ``cfg``): ``rows`` (:func:`plan_rows`) and the totals. ``jobs_per_gpu`` training jobs

@@ -54,7 +54,7 @@ def label_error_table(rows: Iterable[Mapping]) -> pd.DataFrame:
     return df[keys + rest].sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def summarise(df: pd.DataFrame, *, by: tuple[str, ...] = ("noise", "method"), metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, *, by: tuple[str, ...] = ("noise", "method"), metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds of each metric: columns ``<m>_mean``,
     ``<m>_std`` and ``n_seeds``, one row per group of ``by`` (columns absent from ``df`` are skipped)."""
     by = [c for c in by if c in df.columns]
@@ -67,7 +67,7 @@ def summarise(df: pd.DataFrame, *, by: tuple[str, ...] = ("noise", "method"), me
 
 def mean_std_markdown(summary: pd.DataFrame, *, keys: tuple[str, ...] = ("noise", "method"),
                       metrics: tuple[str, ...] = METRICS, digits: int = 3) -> str:
-    """A markdown table of a :func:`summarise` result with ``mean ± std`` cells (std omitted for one seed)."""
+    """A markdown table of a :func:`summarize` result with ``mean ± std`` cells (std omitted for one seed)."""
     keys = [k for k in keys if k in summary.columns]
     head = keys + list(metrics) + ["seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -103,7 +103,7 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
     rules = [f"{registry.get('noisy', m).label} {'alpha' if registry.get('noisy', m).scores == 'alpha' else 'score'} "
              f"< {t:g}" for m, t in thresholds.items()] + [
         "cleanlab: its find_label_issues mask"]
-    md = mean_std_markdown(summarise(table)) + (
+    md = mean_std_markdown(summarize(table)) + (
         "\nFlagging the truly corrupted source labels. Precision, recall and F1 at each method's natural "
         f"threshold ({', '.join(rules)}); AUROC and average precision of the ranking by score. Mean ± sample std "
         "over seeds; n/a = undefined (nothing flagged).\n")

@@ -54,7 +54,7 @@ class Work:
     bilevel: bool = False
 
 
-Job = tuple[str, dict[str, str]]  # (rule, wildcards)
+JobKey = tuple[str, dict[str, str]]  # a job of the DAG: (rule, wildcards)
 
 
 # -- set sizes ---------------------------------------------------------------------------------------
@@ -142,20 +142,20 @@ def needed(protocol: str, configured) -> list[registry.Method]:
     return [m for m in registry.methods(protocol) if m.name in names]
 
 
-def workflow_jobs(cfg: WorkflowConfig) -> list[Job]:
+def workflow_jobs(cfg: WorkflowConfig) -> list[JobKey]:
     """Every job of ``snakemake all`` under ``cfg``: ``(rule, wildcards)`` in stage order."""
     tags = dict.fromkeys(dataset_tag(d) for d in (cfg.noisy.split.dataset, cfg.transfer.source.dataset,
                                                   cfg.transfer.target.dataset))
-    jobs: list[Job] = [("step_cost", {}), ("cost_plan", {})] + [("dataset", {"dataset": t}) for t in tags]
+    jobs: list[JobKey] = [("step_cost", {}), ("cost_plan", {})] + [("dataset", {"dataset": t}) for t in tags]
     jobs += [("synthetic_seed", {"seed": str(s)}) for s in cfg.synthetic.seeds]
     jobs += [("synthetic_summary", {}), ("figure1", {})]
     return jobs + _noisy_jobs(cfg) + _transfer_jobs(cfg)
 
 
-def _noisy_jobs(cfg: WorkflowConfig) -> list[Job]:
+def _noisy_jobs(cfg: WorkflowConfig) -> list[JobKey]:
     nz = cfg.noisy
     noises, seeds = [noise_tag(v) for v in nz.noise_levels], [str(s) for s in nz.seeds]
-    jobs: list[Job] = [("noisy_split", {"noise": n}) for n in noises]
+    jobs: list[JobKey] = [("noisy_split", {"noise": n}) for n in noises]
     for m in needed("noisy", nz.methods):
         jobs += [(NOISY_RULES[m.scores], {"noise": n, "method": m.name, "seed": s}) for n in noises for s in seeds]
     if nz.cleanlab_folds and "noisy_baseline" in nz.methods:
@@ -169,13 +169,13 @@ def _noisy_jobs(cfg: WorkflowConfig) -> list[Job]:
     return jobs + [(r, {}) for r in other]
 
 
-def _transfer_jobs(cfg: WorkflowConfig) -> list[Job]:
+def _transfer_jobs(cfg: WorkflowConfig) -> list[JobKey]:
     tr, ac = cfg.transfer, cfg.transfer.appendix_c
     runs = [(str(nt), str(s)) for nt in tr.n_target for s in tr.seeds]
     splits = dict.fromkeys(runs)
     if ac.enabled:
         splits.update(dict.fromkeys((str(ac.n_target), str(s)) for s in ac.seeds))
-    jobs: list[Job] = [("transfer_source_split", {})]
+    jobs: list[JobKey] = [("transfer_source_split", {})]
     jobs += [("transfer_target_split", {"nt": nt, "seed": s}) for nt, s in splits]
     for m in needed("transfer", tr.methods):
         if m.name == "pretrain":  # once per seed, for every target size
