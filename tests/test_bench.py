@@ -27,6 +27,9 @@ def test_quick_bench_writes_finite_csv_with_provenance(tmp_path):
                 "plain_ms_loaded", "soseleto_ms_loaded", "ratio_loaded"):
         assert math.isfinite(row[col]) and row[col] > 0, col
     assert row.load == 1  # the default: timed again beside one busy process
+    for step in bench.PEER_STEPS:  # every method's step, timed on the same batches as the plain one
+        assert row[f"{step}_ms"] > 0 and row[f"{step}_ratio"] == pytest.approx(row[f"{step}_ms"] / row.plain_ms)
+        assert row[f"{step}_ratio_loaded"] > 0, step
     assert row.alpha_check_max_rel_err <= bench.CHECK_TOL
     assert (tmp_path / "step_cost.csv.provenance.json").exists()
 

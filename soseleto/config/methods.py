@@ -169,10 +169,10 @@ _noisy("joint", "joint training", run="soseleto.methods.joint:run", step="joint"
        reference="the weighted sum of source and target losses (SOSELETO paper, section 3)")
 _noisy("l2rw", "Learning to Reweight", run="soseleto.methods.l2rw:run", scores="scores", step="l2rw", **_PEER,
        **_BILEVEL, threshold=0.5, reference="Ren et al., ICML 2018")
-_noisy("glc", "Gold Loss Correction", run="soseleto.methods.correction:run_glc", step="plain", **_PEER,
+_noisy("glc", "Gold Loss Correction", run="soseleto.methods.correction:run_glc", step="glc", **_PEER,
        passes=(("source", "noisy.peers.glc_noisy_epochs"), ("union", None)), runtime=480,
        reference="Hendrycks et al., NeurIPS 2018")
-_noisy("noise_layer", "noise-adaptation layer", run="soseleto.methods.correction:run_noise_layer", step="plain",
+_noisy("noise_layer", "noise-adaptation layer", run="soseleto.methods.correction:run_noise_layer", step="noise_layer",
        **_PEER, passes=(("union", None),), reference="Sukhbaatar et al., ICLR workshop 2015")
 
 # -- the Table 2 protocol: transfer from source classes to a few target images (section 4.3) ---------------

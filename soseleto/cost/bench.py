@@ -41,12 +41,13 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from soseleto.config import BenchConfig, SoseletoConfig
+from soseleto.config import BenchConfig, PairedConfig, PeerConfig, SoseletoConfig
 from soseleto.core.device import resolve_device
 from soseleto.core.forward_mode import reference_alignment
 from soseleto.core.models import build
@@ -54,6 +55,9 @@ from soseleto.core.rng import generator
 from soseleto.core.soseleto import Soseleto, optimizer_state_to
 from soseleto.core.stop import StopRequest, stop_requests
 from soseleto.io import provenance, write_csv
+from soseleto.methods.correction import union_method
+from soseleto.methods.joint import Joint
+from soseleto.methods.l2rw import L2RW
 from soseleto.paths import STEP_COST_CSV
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,8 @@ CHECK_TOL = 1e-6  # max relative error of the alpha change, float64
 # that of float32 eager steps, or COMPILE_FLOOR (other fusions round differently, not by orders of magnitude)
 COMPILE_FACTOR, COMPILE_FLOOR = 10.0, 1e-4
 LR_P, MOMENTUM = 1e-3, 0.9
+# the peers' steps, timed beside the plain and the SOSELETO step (columns <step>_ms, <step>_ratio, ...)
+PEER_STEPS = ("joint", "l2rw", "glc", "noise_layer")
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class Case:
         self.ys = torch.randint(0, s.n_classes, (b_s,), generator=g).to(device)
         self.xt = torch.randn(s.target_batch, *s.in_shape, generator=g).to(device)
         self.yt = torch.randint(0, s.n_classes, (s.target_batch,), generator=g).to(device)
-        self.n_source = 10 * b_s
+        self.n_source, self.n_classes = 10 * b_s, s.n_classes
         self.idx = torch.randperm(self.n_source, generator=g)[:b_s].to(device)
         self.device = device
 
@@ -120,6 +126,25 @@ class Case:
         self.plain_opt.zero_grad(set_to_none=True)
         F.cross_entropy(head(features(self.xs)), self.ys).backward()
         self.plain_opt.step()
+
+    def peer_step(self, kind: str) -> Callable[[], Any]:
+        """One step of peer method ``kind`` (:data:`PEER_STEPS`) on copies of the initial networks,
+        with the source network's head (the peers train one network, as in noisy-label mode)."""
+        features, head = copy.deepcopy(self.nets[:2])
+        cfg = PairedConfig(lr_p=LR_P, momentum=MOMENTUM, weight_decay=0.0, source_batch=len(self.ys),
+                           target_batch=len(self.yt))
+        batch = (self.xs, self.ys, self.idx, self.xt, self.yt)
+        if kind == "joint":
+            method = Joint(features, head, cfg, target_weight=PeerConfig().target_weight)
+        elif kind == "l2rw":
+            method = L2RW(features, head, cfg, n_source=self.n_source, device=self.device)
+        elif kind in ("glc", "noise_layer"):  # a step on source + target: every other sample trusted
+            trusted = torch.arange(self.n_source, device=self.device) % 2 == 0
+            method = union_method(kind, features, head, cfg, PeerConfig(), trusted=trusted, n_classes=self.n_classes)
+            batch = batch[:3]
+        else:
+            raise ValueError(f"step {kind!r} has no benchmark; choose one of {('plain', 'soseleto', *PEER_STEPS)}")
+        return lambda: method.step(*batch)
 
 
 def alpha_check(s: Setting, device: torch.device) -> float:
@@ -151,13 +176,14 @@ def _alpha_check(s: Setting, device: torch.device) -> float:
 
 
 def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int, stop: StopRequest | None = None,
-               compile_mode: str | None = None) -> tuple[float, float, str, float, float]:
-    """Median milliseconds of a plain and a SOSELETO step, interleaved; the alignment method; and,
-    with ``compile_mode`` (``torch.compile``'s ``mode``; both steps compiled, the first repetitions
+               compile_mode: str | None = None, peers: tuple[str, ...] = ()
+               ) -> tuple[dict[str, float], str, float, float]:
+    """Median milliseconds of a plain step, a SOSELETO step and a step of each of ``peers``,
+    interleaved on the same batches; the alignment method; and, with ``compile_mode``
+    (``torch.compile``'s ``mode``; the plain and SOSELETO steps compiled, the first repetitions
     include the compilation), the compiled steps' :func:`compiled_error` (else NaN): beyond
-    ``COMPILE_FACTOR`` times the eager steps' own (or ``COMPILE_FLOOR``) nothing is timed and both
-    times are NaN. ``stop``: checked between
-    repetitions (:func:`check_stop`)."""
+    ``COMPILE_FACTOR`` times the eager steps' own (or ``COMPILE_FLOOR``) nothing is timed and the
+    times are NaN. ``stop``: checked between repetitions (:func:`check_stop`)."""
     case = Case(s, device)
     tr = case.trainer()
     plain, sos = case.plain_step, lambda: tr.step(case.xs, case.ys, case.idx, case.xt, case.yt)
@@ -169,9 +195,9 @@ def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int, stop
             log.warning("%s: compiled steps land %.2g (relative to their change) from float64 eager steps, float32 "
                         "eager ones %.2g: more than %g times as far, so not timed", s.model, err, eager_err,
                         COMPILE_FACTOR)
-            return math.nan, math.nan, tr.alignment, err, eager_err
+            return {"plain": math.nan, "soseleto": math.nan}, tr.alignment, err, eager_err
         sos, warmup = (lambda: step(case.xs, case.ys, case.idx, case.xt, case.yt)), max(warmup, 3)  # recompiles
-    steps = {"plain": plain, "soseleto": sos}
+    steps = {"plain": plain, "soseleto": sos, **{kind: case.peer_step(kind) for kind in peers}}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for rep in range(warmup + reps):
         check_stop(stop, f"while timing {s.model} (repetition {rep + 1} of {warmup + reps})")
@@ -182,7 +208,7 @@ def time_steps(s: Setting, device: torch.device, *, reps: int, warmup: int, stop
             _sync(device)
             if rep >= warmup:
                 times[name].append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times["plain"]), statistics.median(times["soseleto"]), tr.alignment, err, eager_err
+    return {k: statistics.median(v) for k, v in times.items()}, tr.alignment, err, eager_err
 
 
 def compiled_error(case: Case, tr: Soseleto, step, plain) -> tuple[float, float]:
@@ -348,11 +374,13 @@ def measure(models, *, device="auto", reps: int, warmup: int, threads: int | Non
         err = alpha_check(s, dev)
         if not err <= CHECK_TOL:
             raise RuntimeError(f"{name}: alpha update differs from the reference (max rel. error {err:.2e})")
-        plain_ms, sos_ms, method, *_ = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
-        loaded = compiled = (math.nan, math.nan, None, math.nan, math.nan)
+        quiet, method, *_ = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop, peers=PEER_STEPS)
+        plain_ms, sos_ms = quiet["plain"], quiet["soseleto"]
+        nan = {k: math.nan for k in quiet}
+        loaded, compiled = (nan, None, math.nan, math.nan), (nan, None, math.nan, math.nan)
         if load:
             with busy(load):
-                loaded = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop)
+                loaded = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop, peers=PEER_STEPS)
         if compile_mode:
             compiled = time_steps(s, dev, reps=reps, warmup=warmup, stop=stop, compile_mode=compile_mode)
         check_stop(stop, f"before the memory measurement of {name}")
@@ -361,16 +389,22 @@ def measure(models, *, device="auto", reps: int, warmup: int, threads: int | Non
             "model": name, "device": str(dev), "threads": torch.get_num_threads(), "alignment": method,
             "source_batch": s.source_batch, "target_batch": s.target_batch, "reps": reps,
             "plain_ms": plain_ms, "soseleto_ms": sos_ms, "ratio": sos_ms / plain_ms, "load": load,
-            "plain_ms_loaded": loaded[0], "soseleto_ms_loaded": loaded[1], "ratio_loaded": loaded[1] / loaded[0],
-            "compile": compile_mode or "", "plain_ms_compiled": compiled[0], "soseleto_ms_compiled": compiled[1],
-            "ratio_compiled": compiled[1] / compiled[0], "compile_max_rel_err": compiled[3],
-            "eager_max_rel_err": compiled[4],
+            "plain_ms_loaded": loaded[0]["plain"], "soseleto_ms_loaded": loaded[0]["soseleto"],
+            "ratio_loaded": loaded[0]["soseleto"] / loaded[0]["plain"],
+            "compile": compile_mode or "", "plain_ms_compiled": compiled[0]["plain"],
+            "soseleto_ms_compiled": compiled[0]["soseleto"],
+            "ratio_compiled": compiled[0]["soseleto"] / compiled[0]["plain"], "compile_max_rel_err": compiled[2],
+            "eager_max_rel_err": compiled[3],
             "plain_peak_mb": plain_mb, "soseleto_peak_mb": sos_mb, "mem_ratio": sos_mb / plain_mb,
             "alpha_check_max_rel_err": err,
+            **{f"{k}_{col}": v for k in PEER_STEPS for col, v in (
+                ("ms", quiet[k]), ("ratio", quiet[k] / plain_ms), ("ms_loaded", loaded[0][k]),
+                ("ratio_loaded", loaded[0][k] / loaded[0]["plain"]))},
         })
-        beside = f"; with {load} busy process(es) beside x{loaded[1] / loaded[0]:.2f}" if load else ""
-        beside += (f"; compiled ({compile_mode}) plain {compiled[0]:.1f} ms, soseleto {compiled[1]:.1f} ms"
-                   if compile_mode else "")
+        beside = f"; with {load} busy process(es) beside x{rows[-1]['ratio_loaded']:.2f}" if load else ""
+        beside += (f"; compiled ({compile_mode}) plain {compiled[0]['plain']:.1f} ms, soseleto "
+                   f"{compiled[0]['soseleto']:.1f} ms" if compile_mode else "")
+        beside += "; " + ", ".join(f"{k} x{quiet[k] / plain_ms:.2f}" for k in PEER_STEPS)
         log.info("%s: plain %.1f ms, soseleto %.1f ms (x%.2f, %s)%s; peak %.0f / %.0f MiB (x%.2f); alpha err %.1e",
                  name, plain_ms, sos_ms, sos_ms / plain_ms, method, beside, plain_mb, sos_mb, sos_mb / plain_mb, err)
     return pd.DataFrame(rows)

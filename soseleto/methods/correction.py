@@ -141,8 +141,7 @@ def train_glc(features: nn.Module, head: nn.Module, source: Labeled, target: Lab
         corruption.copy_(estimate_corruption(predict_proba(f1, h1, target.x), target.y, n_classes))
         log.info("glc: estimated C, mean diagonal %.3f", float(corruption.diagonal().mean()))
     union, trusted = _union(source, target)
-    method = UnionLoss(features, head, cfg, trusted=trusted, log_matrix=lambda: corruption.clamp_min(1e-12).log(),
-                       state={"corruption": corruption})
+    method = union_method("glc", features, head, cfg, options, trusted=trusted, corruption=corruption)
     history = train(method, union, None, schedule=cfg.schedule, seed=seed, device=device, checkpoint=checkpoint,
                     identity=identity, monitors=monitors, name=name)
     return RunResult(history, None, {"corruption": corruption.cpu().numpy()})
@@ -152,16 +151,30 @@ def train_noise_layer(features: nn.Module, head: nn.Module, source: Labeled, tar
                       options: PeerConfig, *, n_classes: int, seed: int, device: torch.device, checkpoint=None,
                       identity: Any = None, monitors=None, name: str = "noise_layer") -> RunResult:
     """The noise-adaptation layer, learned jointly with the network on the union."""
-    layer = NoiseLayer(n_classes, init_diag=options.noise_init_diag).to(device)
-    # Q has its own step and no weight decay: decay on the logits would pull Q towards uniform
-    group = {"params": list(layer.parameters()), "lr": cfg.lr_p * options.noise_lr_scale, "weight_decay": 0.0}
     union, trusted = _union(source, target)
-    method = UnionLoss(features, head, cfg, trusted=trusted, log_matrix=layer.log_matrix,
-                       penalty=lambda: options.noise_trace * layer.matrix().trace(), extra_group=group,
-                       state={"noise_layer": layer})
+    method = union_method("noise_layer", features, head, cfg, options, trusted=trusted, n_classes=n_classes)
     history = train(method, union, None, schedule=cfg.schedule, seed=seed, device=device, checkpoint=checkpoint,
                     identity=identity, monitors=monitors, name=name)
+    layer = method.own["noise_layer"]
     return RunResult(history, None, {"noise_matrix": layer.matrix().detach().cpu().numpy()})
+
+
+def union_method(kind: str, features: nn.Module, head: nn.Module, cfg: SGDConfig, options: PeerConfig, *,
+                 trusted: torch.Tensor, corruption: torch.Tensor | None = None, n_classes: int | None = None
+                 ) -> UnionLoss:
+    """The step of stage (iii) of GLC (``kind='glc'``: ``C`` fixed, the identity when not given) or of
+    the noise-adaptation layer (a fresh ``Q`` of ``n_classes``), on the union whose ``trusted`` rows
+    are the clean ones."""
+    if kind == "glc":
+        c = corruption if corruption is not None else torch.eye(n_classes, device=trusted.device)
+        return UnionLoss(features, head, cfg, trusted=trusted, log_matrix=lambda: c.clamp_min(1e-12).log(),
+                         state={"corruption": c})
+    layer = NoiseLayer(n_classes, init_diag=options.noise_init_diag).to(trusted.device)
+    # Q has its own step and no weight decay: decay on the logits would pull Q towards uniform
+    group = {"params": list(layer.parameters()), "lr": cfg.lr_p * options.noise_lr_scale, "weight_decay": 0.0}
+    return UnionLoss(features, head, cfg, trusted=trusted, log_matrix=layer.log_matrix,
+                     penalty=lambda: options.noise_trace * layer.matrix().trace(), extra_group=group,
+                     state={"noise_layer": layer})
 
 
 def _union(source: Labeled, target: Labeled) -> tuple[Labeled, torch.Tensor]:
