@@ -196,14 +196,16 @@ def transfer_source_split(job: Job) -> None:
     from soseleto.experiments import transfer
 
     transfer.write_source_split(_source_side(job, bool(job.params.get("appendix_c"))), job.cfg("data"),
-                                job.output["split"])
+                                job.output["split"], target=job.cfg("transfer.target"),
+                                test_per_class=job.cfg("transfer.test_per_class"))
 
 
 def transfer_target_split(job: Job) -> None:
     from soseleto.experiments import transfer
 
     transfer.write_target_split(job.cfg("transfer.target"), job.cfg("data"), n_target=int(job.wildcards["nt"]),
-                                seed=int(job.wildcards["seed"]), outputs=job.output)
+                                seed=int(job.wildcards["seed"]), outputs=job.output,
+                                test_per_class=job.cfg("transfer.test_per_class"))
 
 
 def transfer_run(job: Job) -> None:

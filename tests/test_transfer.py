@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from soseleto.config import DataConfig, SideConfig
+from soseleto.config import AppendixCConfig, DataConfig, SideConfig, TransferConfig
 from soseleto.data import sets
 from soseleto.experiments import transfer
 
@@ -195,3 +195,39 @@ def test_job_identity_names_the_run_it_starts_from():
     assert stage1["method"] == "soseleto" and stage1["settings"]["shared_classifier"] is False
     assert stage1["task"]["source"]["dataset"] == "svhn" and own["data"]["generated_train"] == 400
     assert job.identity("pretrain", PRETRAIN, n_target=None)["n_target"] is None
+
+
+def test_a_file_target_holds_out_the_same_test_images_for_every_run(tmp_path):
+    x, y = sets.generated("mnist", "train", 300, seed=0)
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=x[:, 0].numpy(), y=y.numpy())
+    side = SideConfig(str(path), (5, 6, 7, 8, 9))
+    splits = {}
+    for nt, seed in ((10, 0), (15, 0), (10, 1)):
+        out = {"target": str(tmp_path / f"t{nt}_{seed}.csv"), "test": str(tmp_path / f"e{nt}_{seed}.csv")}
+        splits[nt, seed] = transfer.write_target_split(side, DATA, n_target=nt, seed=seed, outputs=out,
+                                                        test_per_class=4)
+    tests = {key: set(test["index"]) for key, (_, test) in splits.items()}
+    assert len(set(map(frozenset, tests.values()))) == 1 and len(tests[10, 0]) == 20  # 4 per class, every run
+    target10, target15 = set(splits[10, 0][0]["index"]), set(splits[15, 0][0]["index"])
+    assert target10 < target15 and not target15 & tests[15, 0]  # nested draws, never a test image
+    # a source from the same file never holds the target's test images, even of a shared class
+    source = transfer.write_source_split(SideConfig(str(path), tuple(range(10))), DATA, str(tmp_path / "s.csv"),
+                                         target=side, test_per_class=4)
+    assert not set(source["index"]) & tests[10, 0] and len(source) == 300 - 20
+    # two-stage's unlabelled pool: the target classes' images besides the labelled target and the test
+    task = transfer.Task(SideConfig(str(path), (0, 1, 2, 3, 4)), side, 28, "auto")
+    paths = {"target": str(tmp_path / "t10_0.csv"), "test": str(tmp_path / "e10_0.csv")}
+    prepared = transfer.prepare(task, DATA, paths)
+    pool, rows = transfer.unlabelled_pool(task, DATA, prepared)
+    in_classes = int(np.isin(y.numpy(), [5, 6, 7, 8, 9]).sum())
+    assert len(pool) == in_classes - 10 - 20 and not set(rows) & (tests[10, 0] | target10)
+
+
+def test_two_stage_on_a_file_needs_its_test_images_held_out():
+    with pytest.raises(ValueError, match="test_per_class=None is invalid: expected a number of test images"):
+        TransferConfig(target=SideConfig("digits.npz", (5, 6, 7, 8, 9)), methods=("two_stage",))
+    with pytest.raises(ValueError, match="test_per_class=5 is invalid: expected null: mnist has a test split"):
+        TransferConfig(test_per_class=5)
+    assert TransferConfig(target=SideConfig("d.npz", (5, 6)), n_target=(20,), appendix_c=AppendixCConfig(n_target=20),
+                          methods=("two_stage",), test_per_class=3).test_per_class == 3

@@ -184,6 +184,10 @@ class TransferConfig(Section):
                                    min_items=1, unique=True, choices=_transfer_methods)
     source: SideConfig = opt(SideConfig("svhn", (0, 1, 2, 3, 4)), "the source set and its classes")
     target: SideConfig = opt(SideConfig("mnist", (5, 6, 7, 8, 9)), "the target set and its classes")
+    test_per_class: int | None = opt(None, "a target set without a test split (a file): null, every image of the "
+                                           "target classes besides the labelled target is the test set; N, N per "
+                                           "class (the same for every run) are, and the others besides the labelled "
+                                           "target are the unlabelled pool of two-stage SOSELETO", ge=1)
     image_size: int = opt(28, "every image is made gray (if the target is) and this size", ge=8)
     model: str = opt("auto", "feature network; auto: by image shape (LeNet for gray images)", choices=MODELS)
     soseleto: SoseletoConfig = opt(SoseletoConfig(shared_classifier=False), "SOSELETO, transfer mode")
@@ -205,10 +209,14 @@ class TransferConfig(Section):
                  "false (transfer mode: source and target label spaces differ)")
         require("two_stage.shared_classifier", self.two_stage.shared_classifier, False,
                  "true (stage 2 is noisy-label mode on pseudo-labelled target data)")
-        if "two_stage" in self.methods:
-            require("target.dataset", self.target.dataset.lower() in DATASET_NAMES, self.target.dataset,
-                     "a torchvision set when two_stage is run (its unlabelled pool is the target classes' training "
-                     "images besides the target set; a file's other images are already the test set)")
+        file_target = self.target.dataset.lower() not in DATASET_NAMES
+        if file_target and "two_stage" in self.methods:
+            require("test_per_class", self.test_per_class is not None, None,
+                    f"a number of test images per class when two_stage is run on the file {self.target.dataset!r} "
+                    "(the unlabelled pool is what the test set and the labelled target leave)")
+        if not file_target:
+            require("test_per_class", self.test_per_class is None, self.test_per_class,
+                    f"null: {self.target.dataset} has a test split of its own")
 
 
 def _noisy_methods() -> tuple[str, ...]:

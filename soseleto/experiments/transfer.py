@@ -8,9 +8,11 @@ Data (index files, written before any training job):
 * target: ``n_target`` class-balanced images of ``target.classes`` from the target set's training
   images, drawn per seed, labels renumbered ``0..K_t-1``;
 * test: the target set's test images of those classes, or, for a set without a test split (a
-  file), every other image of those classes;
-* pool (two-stage SOSELETO only): the remaining training images of the target classes, whose
-  labels are never used for training (only to report how good the pseudo-labels were).
+  file), ``test_per_class`` images of each (the same for every run, and never in the source when
+  the source is the same file), or without it every other image of those classes;
+* pool (two-stage SOSELETO only): the remaining training images of the target classes (of a file:
+  besides the test images), whose labels are never used for training (only to report how good
+  the pseudo-labels were).
 
 Every image is made the target's channels (gray for MNIST) and ``image_size`` square. Each set is
 standardised with statistics of images a method may use: the source with its own mean/std, every
@@ -63,35 +65,60 @@ class Task:
 
 
 # -- index files -----------------------------------------------------------------------------------
-def write_source_split(side: SideConfig, data: DataConfig, out_csv: str) -> pd.DataFrame:
-    """The source index file: ``index`` (row of the source set), ``label`` (its original label)."""
+TEST_SEED = 0  # draws the test images held out of a file target (the same for every run)
+
+
+def file_test_rows(y: torch.Tensor, classes, test_per_class: int) -> torch.Tensor:
+    """The rows ``(M,)`` of a file target held out as its test set: ``test_per_class`` of each class."""
+    return images.class_balanced_indices(y, test_per_class, seed=TEST_SEED, classes=list(classes))
+
+
+def write_source_split(side: SideConfig, data: DataConfig, out_csv: str, *, target: SideConfig | None = None,
+                       test_per_class: int | None = None) -> pd.DataFrame:
+    """The source index file: ``index`` (row of the source set), ``label`` (its original label). A
+    source that is the ``target``'s own file never holds the target's test images (``test_per_class``)."""
     _, y = sets.load_labelled(side.dataset, "train", data)
     idx = _in_classes(y, side.classes)
+    if target is not None and test_per_class and target.dataset == side.dataset and not sets.has_test_split(
+            side.dataset):
+        idx = idx[~torch.isin(idx, file_test_rows(y, target.classes, test_per_class))]
     df = pd.DataFrame({"index": idx.numpy(), "label": y[idx].numpy()})
-    _log_and_write("source", df, out_csv, provenance({"side": side, "data": data}))
+    _log_and_write("source", df, out_csv, provenance({"side": side, "data": data}, test_per_class=test_per_class))
     return df
 
 
-def write_target_split(side: SideConfig, data: DataConfig, *, n_target: int, seed: int,
-                       outputs: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_target_split(side: SideConfig, data: DataConfig, *, n_target: int, seed: int, outputs: dict[str, str],
+                       test_per_class: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The target and test index files (``index``, ``label``, ``target_label``) of one (n_target, seed).
 
     The draw for ``n_target = 20`` with a seed is a subset of the draw for 25 with the same seed
-    (the same per-class permutation, cut shorter), which pairs the two columns of Table 2.
+    (the same per-class permutation, cut shorter), which pairs the two columns of Table 2. A file
+    (no test split) holds out ``test_per_class`` images per class as the test set (:func:`file_test_rows`)
+    and draws the target from the others; without ``test_per_class`` the test set is every image of
+    the target classes that is not in the target.
     """
     classes = list(side.classes)
     if n_target % len(classes):
         raise ValueError(f"n_target={n_target} is not a multiple of the {len(classes)} target classes")
     _, y = sets.load_labelled(side.dataset, "train", data)
-    target_idx = images.class_balanced_indices(y, n_target // len(classes), seed=seed, classes=classes)
+    held_out = None
+    if test_per_class and not sets.has_test_split(side.dataset):
+        held_out = file_test_rows(y, classes, test_per_class)
+    candidates = torch.arange(len(y)) if held_out is None else _in_classes(y, classes)
+    if held_out is not None:
+        candidates = candidates[~torch.isin(candidates, held_out)]
+    target_idx = candidates[images.class_balanced_indices(y[candidates], n_target // len(classes), seed=seed,
+                                                          classes=classes)]
     if sets.has_test_split(side.dataset):
         _, y_test = sets.load_labelled(side.dataset, "test", data)
         test_idx = _in_classes(y_test, classes)
+    elif held_out is not None:
+        y_test, test_idx = y, held_out
     else:  # a file: the other images of the target classes
         y_test, test_idx = y, _in_classes(y, classes)
         test_idx = test_idx[~torch.isin(test_idx, target_idx)]
     target, test = _indexed(y, target_idx, classes), _indexed(y_test, test_idx, classes)
-    prov = provenance({"side": side, "data": data}, n_target=n_target, seed=seed)
+    prov = provenance({"side": side, "data": data}, n_target=n_target, seed=seed, test_per_class=test_per_class)
     _log_and_write("target", target, outputs["target"], prov)
     _log_and_write("test", test, outputs["test"], prov)
     return target, test
@@ -121,6 +148,7 @@ class TransferSets:
     target: Labeled | None  # (n_t, C, S, S), labels 0..K_t-1
     target_index: np.ndarray | None  # (n_t,) rows in the target set's training images
     test: Labeled | None  # the test images of the target classes
+    test_index: np.ndarray | None  # their rows (in the target set's own test split, if it has one)
     stats: tuple[torch.Tensor, torch.Tensor] | None  # target mean/std, applied to every target-side set
     channels: int  # of every image: the target set's
 
@@ -135,7 +163,7 @@ def prepare(task: Task, data: DataConfig, inputs: dict[str, str]) -> TransferSet
             loaded[dataset, split] = sets.load_labelled(dataset, split, data)
         return loaded[dataset, split]
 
-    target = test = stats = t_index = None
+    target = test = stats = t_index = e_index = None
     x_t, y_t = load(task.target.dataset, "train")
     channels, size = x_t.shape[1], task.image_size
     if "target" in inputs:
@@ -146,7 +174,7 @@ def prepare(task: Task, data: DataConfig, inputs: dict[str, str]) -> TransferSet
         xe = _conform(x_e[_rows(esplit["index"], y_e, esplit.label, inputs["test"])], channels, size)
         target = Labeled(images.to_float(xt, mean=stats[0], std=stats[1]), torch.tensor(tsplit.target_label.to_numpy()))
         test = Labeled(images.to_float(xe, mean=stats[0], std=stats[1]), torch.tensor(esplit.target_label.to_numpy()))
-        t_index = tsplit["index"].to_numpy()
+        t_index, e_index = tsplit["index"].to_numpy(), esplit["index"].to_numpy()
     source = s_index = s_label = None
     if "source" in inputs:
         ssplit = pd.read_csv(inputs["source"])
@@ -156,18 +184,24 @@ def prepare(task: Task, data: DataConfig, inputs: dict[str, str]) -> TransferSet
         labels = images.remap_labels(torch.tensor(ssplit.label.to_numpy()), list(task.source.classes))
         source = Labeled(images.to_float(xs, mean=mean, std=std), labels)
         s_index, s_label = ssplit["index"].to_numpy(), ssplit.label.to_numpy()
-    return TransferSets(source, s_index, s_label, target, t_index, test, stats, channels)
+    return TransferSets(source, s_index, s_label, target, t_index, test, e_index, stats, channels)
 
 
 def unlabelled_pool(task: Task, data: DataConfig, sets_: TransferSets) -> tuple[Labeled, np.ndarray]:
-    """The target classes' training images outside the target set, standardised like the target.
+    """The target classes' training images outside the target set (and, for a file, outside the
+    test set), standardised like the target.
 
     Returns the pool (its labels are the *true* renumbered labels, for reporting only) and its
     rows in the target set.
     """
     x, y = sets.load_labelled(task.target.dataset, "train", data)
     idx = _in_classes(y, task.target.classes)
-    idx = idx[~torch.isin(idx, torch.tensor(sets_.target_index))]
+    used = sets_.target_index if sets.has_test_split(task.target.dataset) else np.concatenate(
+        [sets_.target_index, sets_.test_index])
+    idx = idx[~torch.isin(idx, torch.tensor(used))]
+    if not len(idx):
+        raise ValueError(f"two-stage SOSELETO on {task.target.dataset!r}: no target-class image is left for the "
+                         "unlabelled pool besides the labelled target and the test set (lower transfer.test_per_class)")
     xp = images.to_float(_conform(x[idx], sets_.channels, task.image_size), mean=sets_.stats[0], std=sets_.stats[1])
     return Labeled(xp, images.remap_labels(y[idx], list(task.target.classes))), idx.numpy()
 

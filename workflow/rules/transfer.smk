@@ -44,7 +44,9 @@ rule transfer_source_split:
         runtime=15,
         mem_mb=4000,
     params:
-        config=job_config("transfer.source", "data"),
+        config=job_config(
+            "transfer.source", "transfer.target", "transfer.test_per_class", "data"
+        ),
     script:
         JOB
 
@@ -55,7 +57,13 @@ use rule transfer_source_split as appendix_c_source_split with:
     log:
         f"logs/transfer/{TASK_AC}/splits/appendix_c_source.log",
     params:
-        config=job_config("transfer.source", "transfer.appendix_c", "data"),
+        config=job_config(
+            "transfer.source",
+            "transfer.appendix_c",
+            "transfer.target",
+            "transfer.test_per_class",
+            "data",
+        ),
         appendix_c=True,
 
 
@@ -68,7 +76,7 @@ use rule transfer_source_split as transfer_target_split with:
     log:
         f"logs/transfer/{TASK}/splits/target_nt{{nt}}_seed{{seed}}.log",
     params:
-        config=job_config("transfer.target", "data"),
+        config=job_config("transfer.target", "transfer.test_per_class", "data"),
 
 
 # -- training jobs ---------------------------------------------------------------------------------
