@@ -148,7 +148,7 @@ TINY_TRANSFER = {
         ({"methods": ["soseleto", "magic"]}, r"transfer\.methods"),
         ({"target": {"classes": [5, 5]}}, r"transfer\.target\.classes=\[5, 5\]"),
         ({"target": {"classes": [5]}}, r"transfer\.target\.classes=\[5\] is invalid: expected a list of at least 2"),
-        ({"target": {"dataset": "mine.npz"}}, r"transfer\.target\.dataset='mine\.npz'.*two_stage"),
+        ({"target": {"dataset": "mine.npz"}}, r"transfer\.test_per_class=None is invalid.*two_stage is run on the file"),
         ({"pretrain": {"source_batch": 32}}, r"transfer\.pretrain\.source_batch"),
     ],
 )
