@@ -141,8 +141,9 @@ class SyntheticConfig(Section):
 
 # torchvision sets the data layer reads (soseleto.data.sets.DATASETS); any other name is a file path
 DATASET_NAMES = ("cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "kmnist")
-DATASET_DOC = ("torchvision set (cifar10, cifar100, svhn, mnist, fashionmnist, kmnist) or the path of an .npz "
-               "file (x: N,H,W[,C] uint8; y: N int) or of an ImageFolder")
+DATASET_DOC = ("torchvision set (cifar10, cifar100, svhn, mnist, fashionmnist, kmnist), mnist5k (5,000 MNIST "
+               "digits shipped with the package: a file, no test split), or the path of an .npz file (x: N,H,W[,C] "
+               "uint8; y: N int) or of an ImageFolder")
 
 
 @dataclass(frozen=True)

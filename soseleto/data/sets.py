@@ -4,8 +4,9 @@ Everything here returns ``uint8`` images ``(N, C, H, W)`` with ``int64`` labels 
 conversion to normalised float happens once (:func:`soseleto.data.images.to_float`). The sets fit
 in memory, so they are kept whole as tensors and batched with ``randperm`` (no DataLoader).
 
-A *data set* in the config is a torchvision name (:data:`DATASETS`) or the path of an ``.npz``
-file or an ImageFolder (:mod:`soseleto.data.files`), which has no test split of its own.
+A *data set* in the config is a torchvision name (:data:`DATASETS`), a set shipped with the
+package (``mnist5k``: :mod:`soseleto.data.builtin`), or the path of an ``.npz`` file or an
+ImageFolder (:mod:`soseleto.data.files`); the last three have no test split of their own.
 ``data.source: generated`` replaces every torchvision set by a small generated one of the same
 shape and class count (:func:`generated`), so the whole workflow runs without downloads.
 """
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from soseleto.config import DataConfig
 from soseleto.core.rng import generator
-from soseleto.data import files, integrity
+from soseleto.data import builtin, files, integrity
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,13 @@ def load_labelled(dataset: str, split: str, data: DataConfig) -> tuple[torch.Ten
         return load_torchvision(name, split, data.dir, download=data.download)
     if split != "train":
         raise ValueError(f"data set {dataset!r} is a file and has no {split!r} split; hold one out of it instead")
-    path = Path(dataset)
+    path = Path(builtin.resolve(dataset))
     if path.is_dir():
         x, y, _, _ = files.read_folder(path)
         return x, y
     if not path.is_file():
-        raise FileNotFoundError(f"data set {dataset!r}: no such file or folder, and not one of {sorted(DATASETS)}")
+        raise FileNotFoundError(f"data set {dataset!r}: no such file or folder, and not one of "
+                                f"{sorted(DATASETS) + sorted(builtin.BUILTIN)}")
     return files.read_npz(path)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from soseleto.config import DataConfig, WorkflowConfig
+from soseleto.data import builtin
 from soseleto.paths import dataset_tag
 
 # train-split images per class (and channels) of the torchvision sets
@@ -89,7 +90,7 @@ def class_counts(dataset: str, data: DataConfig, *, results: str | os.PathLike =
         if data.source == "generated":  # random labels: about the same number per class
             return [data.generated_train / len(counts)] * len(counts), channels
         return list(counts), channels
-    return _file_counts(Path(dataset))
+    return _file_counts(Path(builtin.resolve(dataset)))
 
 
 def _file_counts(path: Path) -> tuple[list[int], int]:
