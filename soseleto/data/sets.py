@@ -93,16 +93,18 @@ def load_torchvision(name: str, split: str, data_dir: str | Path, *, download: b
     """Load a whole torchvision data set as ``(x uint8 (N, C, H, W), y int64 (N,))``.
 
     Files are looked up in ``data_dir`` (torchvision's layout: see ``DATASETS[name].files``) and
-    downloaded there when ``download`` is true. With download off, missing files raise
-    ``FileNotFoundError`` naming every expected path. Present files are checked first
-    (:func:`soseleto.data.integrity.check_files`: torchvision's md5 sums, the idx format); a
-    mismatch, an unreadable file or a failed download raise ``ValueError`` saying what to do. A
-    failed download removes the folders it created.
+    downloaded there when ``download`` is true; MNIST-like archives already there are extracted
+    instead (:func:`soseleto.data.integrity.extract_archives`). With download off, missing files
+    raise ``FileNotFoundError`` naming every expected path. Present files are checked first
+    (:func:`soseleto.data.integrity.check_files`: torchvision's md5 sums, or the decoded content of
+    a recompressed MNIST-like archive, the idx format); a mismatch, an unreadable file or a failed
+    download raise ``ValueError`` saying what to do. A failed download removes the folders it created.
     """
     info = _info(name)
     if split not in info.files:
         raise ValueError(f"split={split!r} is invalid for {name}; choose one of {sorted(info.files)}")
     root = Path(data_dir)
+    integrity.extract_archives(name, info.loader, root)  # archives already there: no download needed
     missing = [str(root / f) for f in info.files[split] if not (root / f).exists()]
     if missing and not download:
         raise FileNotFoundError(
