@@ -6,3 +6,12 @@ with the help of a small clean one (noisy labels).
 """
 
 __version__ = "0.1.0"
+
+
+def load(path, *, device: str = "cpu"):
+    """The model that ``soseleto fit`` wrote to ``path`` (``OUT/model.pt``), ready to label new
+    images with the training preprocessing: ``.predict(x)``, ``.predict_proba(x)``
+    (:class:`soseleto.predict.FittedModel`). Imports torch only when called."""
+    from soseleto.predict import load as _load
+
+    return _load(path, device=device)
