@@ -25,6 +25,7 @@ for the target task (transfer mode).
 Each set is one of
   NAME:SPLIT[:CLASSES]   torchvision set: cifar10, cifar100, svhn, mnist, fashionmnist or kmnist;
                          split train or test
+  mnist5k[:CLASSES]      5,000 real MNIST digits shipped with the package (no split of its own)
   FILE.npz[:CLASSES]     arrays x (N, H, W) or (N, H, W, C) uint8 and y (N,) integer labels
                          (float pixels in [0, 1] or [0, 255] are accepted; NaN is not)
   FOLDER[:CLASSES]       ImageFolder layout FOLDER/<class>/<image>, classes in sorted order
@@ -32,7 +33,8 @@ CLASSES keeps only those labels (e.g. 5,6,7,8,9 or 5-9) and numbers them 0, 1, .
 
 Writes OUT/weights.csv (index, label, alpha, final_loss, rank; sorted by rank, 1 = lowest alpha
 = most suspect; equal alphas, e.g. the many at 0, are ranked by final_loss, the sample's loss
-under the trained network, highest first), OUT/model.pt and OUT/metrics.json. OUT is locked
+under the trained network, highest first), OUT/model.pt (for soseleto predict) and
+OUT/metrics.json, whose "warnings" also say when the network did not learn. OUT is locked
 while a run writes there; a killed run resumes when the same command is run again (its state
 is kept in OUT/.resume.pt until the outputs are written).
 
@@ -58,8 +60,12 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", required=True, choices=FIT_MODES,
                    help="noisy: one classifier, same labels (noisy source); transfer: separate heads")
     p.add_argument("--out", required=True, help="output directory for weights.csv, model.pt, metrics.json")
-    p.add_argument("--model", choices=MODELS, default="auto", help="feature network; auto: by image shape "
-                   "(LeNet for gray images, CIFAR-10 Quick for colour ones) (default: %(default)s)")
+    p.add_argument("--model", choices=MODELS, default="auto", help="feature network; auto: LeNet for gray "
+                   "images, CIFAR-10 Quick for colour ones, and images whose smaller side is under the one that "
+                   "network is made for (28 px for LeNet, 32 px for CIFAR-10 Quick) are first scaled up, bilinear "
+                   "and keeping their aspect ratio, until it is (model.pt keeps that resize for soseleto predict); "
+                   "a named network must take the images as they are (lenet: at least 16 px, cifar_quick: 8 px) "
+                   "(default: %(default)s)")
     fields = {f.name: f for f in dataclasses.fields(SoseletoConfig)}
     for flag, name in TRAINER_FLAGS.items():
         f = fields[name]
@@ -99,6 +105,37 @@ def _fit(args: argparse.Namespace) -> int:
             raise
         print(f"soseleto: error: {err.strerror}", file=sys.stderr)
         return 1
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``soseleto predict`` options."""
+    p.add_argument("--model", required=True, metavar="MODEL.pt", help="the model.pt that soseleto fit wrote")
+    p.add_argument("--images", required=True, metavar="IMAGES",
+                   help="FILE.npz (x; y optional), a folder of images (flat, or ImageFolder class folders) or any "
+                        "set of soseleto fit (NAME:SPLIT[:CLASSES], FILE.npz[:CLASSES])")
+    p.add_argument("--out", default="predictions.csv", help="the CSV to write (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--data-dir", default="data", help="where torchvision sets live (default: %(default)s)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="download a missing torchvision set into --data-dir (needs internet)")
+
+
+PREDICT_DESCRIPTION = """Label images with a model fitted by soseleto fit, prepared exactly as its training images were
+(gray, resize and normalisation are stored in model.pt). Writes a CSV with one row per image:
+index (its row in the file, or its place in the folder), path (folders), label (when the images
+have labels), prediction (the label, numbered as in the training data), class (ImageFolder
+training sets: the class name) and prob_<label> for each class. With labels it also prints the
+accuracy.
+
+example:
+  soseleto predict --model fit/model.pt --images test.npz --out fit/predictions.csv
+"""
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from soseleto.experiments import predict
+
+    return predict.main(args)
 
 
 def _synthetic(args: argparse.Namespace) -> int:
@@ -179,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description=FIT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     fit_arguments(fit)
     fit.set_defaults(func=_fit)
+    pred = sub.add_parser("predict", help="label images with a model fitted by soseleto fit (writes a CSV)",
+                          description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict_arguments(pred)
+    pred.set_defaults(func=_predict)
     syn = sub.add_parser("synthetic", help="one seed of the synthetic experiment (section 4.1, Figure 1)",
                          description="SOSELETO on 2-D points with flipped labels (section 4.1): writes alpha.csv, "
                                      "history.csv and metrics.json.")

@@ -97,3 +97,29 @@ def random_tangents(module, seed):
 
 def rel_err(a, b):
     return float((a - b).abs().max() / b.abs().max())
+
+
+def noisy_digits(root, *, seed: int, noise: float = 0.3, target_per_class: int = 10, n_test: int = 450) -> dict:
+    """scikit-learn's 8x8 digits (1,797 real images) as the ``.npz`` files of a noisy-mode fit:
+    ``test`` (``n_test`` random images), ``target`` (``target_per_class`` clean images per class)
+    and ``source`` (the rest, a fraction ``noise`` of its labels flipped to another class, drawn
+    with ``seed``); ``true`` holds the source's true labels. Pixels 0..16 become uint8 0..255."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = np.rint(digits.images * 255 / 16).astype(np.uint8), digits.target.astype(np.int64)
+    g = np.random.default_rng(seed)
+    perm = g.permutation(len(y))
+    test, rest = perm[:n_test], perm[n_test:]
+    target = np.concatenate([rest[y[rest] == c][:target_per_class] for c in range(10)])
+    source = np.setdiff1d(rest, target)
+    noisy = y[source].copy()
+    flip = g.choice(len(source), round(noise * len(source)), replace=False)
+    noisy[flip] = (noisy[flip] + g.integers(1, 10, len(flip))) % 10  # another class, uniformly
+    paths = {name: f"{root}/{name}.npz" for name in ("source", "target", "test")}
+    np.savez(paths["source"], x=x[source], y=noisy)
+    np.savez(paths["target"], x=x[target], y=y[target])
+    np.savez(paths["test"], x=x[test], y=y[test])
+    np.save(f"{root}/true.npy", y[source])
+    return {**paths, "true": f"{root}/true.npy"}

@@ -34,11 +34,13 @@ def test_parser_has_the_three_commands():
 
 def test_version_and_help_answer_without_torch():
     code = ("import sys\nfrom soseleto.cli import main\n"
-            "try:\n    main(['fit', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-            "assert 'torch' not in sys.modules\n")
+            "for command in ('fit', 'predict'):\n"
+            "    try:\n        main([command, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "import soseleto\nassert callable(soseleto.load) and 'torch' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "--true-labels" in out.stdout and "NAME:SPLIT[:CLASSES]" in out.stdout
+    assert "--true-labels" in out.stdout and "NAME:SPLIT[:CLASSES]" in out.stdout and "mnist5k[:CLASSES]" in out.stdout
+    assert "--images IMAGES" in out.stdout and "prob_<label>" in out.stdout
     out = subprocess.run([sys.executable, "-m", "soseleto", "--version"], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == f"soseleto {__version__}"
 
@@ -54,3 +56,13 @@ def test_negative_workers_are_refused_before_any_data_is_read(capsys):
     with pytest.raises(SystemExit) as err:
         main(["fit", "--source", "nowhere.npz", "--target", "nowhere.npz", "--out", "x", "--workers", "-1"])
     assert err.value.code == 2 and "argument --workers: '-1': must be at least 0" in capsys.readouterr().err
+
+
+def test_fit_help_states_what_auto_does_with_the_registrys_sizes():
+    from soseleto.core.models import MIN_SIDE, NATIVE_SIDE
+
+    fit = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("fit"))
+    text = " ".join(fit.format_help().split())
+    assert "auto: LeNet for gray images, CIFAR-10 Quick for colour ones" in text
+    assert f"({NATIVE_SIDE['lenet']} px for LeNet, {NATIVE_SIDE['cifar_quick']} px for CIFAR-10 Quick) are first scaled up" in text
+    assert f"(lenet: at least {MIN_SIDE['lenet']} px, cifar_quick: {MIN_SIDE['cifar_quick']} px)" in text

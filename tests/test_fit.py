@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+import soseleto
 from soseleto import cli
 from soseleto.config import SoseletoConfig
-from soseleto.data.images import to_float
 from soseleto.experiments.fit import load_fitted
 
 
@@ -52,7 +52,7 @@ def _fit(sets, out, *extra, mode="noisy"):
 def test_noisy_mode_writes_weights_model_and_metrics(sets, tmp_path, capsys):
     out = tmp_path / "fit"
     assert _fit(sets, out) == 0
-    err = capsys.readouterr().err
+    printed, err = capsys.readouterr()
     assert "fit: epoch 1/3" in err and "fit: epoch 3/3" in err and "target_accuracy" in err  # progress per epoch
 
     w = pd.read_csv(out / "weights.csv")
@@ -75,12 +75,12 @@ def test_noisy_mode_writes_weights_model_and_metrics(sets, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt", "weights.csv",
                                                      "weights.csv.provenance.json"]
 
-    features, head, state = load_fitted(out / "model.pt")  # the saved model gives the reported accuracy
-    z = np.load(sets["test"])
-    x = to_float(torch.from_numpy(z["x"])[:, None], mean=state["mean"], std=state["std"])
-    with torch.no_grad():
-        acc = (head(features(x)).argmax(1).numpy() == z["y"]).mean()
-    assert acc == pytest.approx(m["test_accuracy"])
+    # auto on 8x8 gray images: LeNet on them scaled up to 28x28, which model.pt keeps for predict
+    assert m["model"] == "lenet" and "lenet, with the 8x8 images scaled up to 28x28" in err
+    model = soseleto.load(out / "model.pt")  # the saved model gives the reported accuracy
+    assert model.in_shape == (1, 28, 28) and model.model_size == (28, 28) and model.labels.tolist() == [0, 1, 2]
+    assert (model.predict(sets["test"]) == np.load(sets["test"])["y"]).sum() == round(m["test_accuracy"] * 60)
+    assert f"test accuracy: {m['test_accuracy']:.2%}  target accuracy: {m['target_accuracy']:.2%}" in printed
 
 
 def test_flipped_labels_get_the_lowest_weights_reproducibly(sets, tmp_path):
@@ -538,8 +538,9 @@ def _source_folder(root, sets):
 
 def test_a_streamed_source_gives_the_in_memory_result(sets, tmp_path):
     folder = {**sets, "source": _source_folder(tmp_path / "src", sets)}
-    assert _fit(folder, tmp_path / "memory") == 0
-    assert _fit(folder, tmp_path / "stream", "--stream", "--workers", "2") == 0
+    # --size: a streamed source is decoded at the size LeNet takes (auto would scale it up after reading)
+    assert _fit(folder, tmp_path / "memory", "--size", "28") == 0
+    assert _fit(folder, tmp_path / "stream", "--size", "28", "--stream", "--workers", "2") == 0
     memory, streamed = (pd.read_csv(tmp_path / d / "weights.csv") for d in ("memory", "stream"))
     pd.testing.assert_frame_equal(memory, streamed)  # same alpha, loss, rank and path for every sample
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("memory", "stream"))
@@ -550,3 +551,47 @@ def test_only_an_image_folder_streams(sets, tmp_path, capsys):
     assert _fit(sets, tmp_path / "fit", "--stream") == 2
     assert "only an ImageFolder can be streamed" in capsys.readouterr().err
     assert not (tmp_path / "fit").exists()
+    folder = {**sets, "source": _source_folder(tmp_path / "src", sets)}
+    assert _fit(folder, tmp_path / "fit", "--stream") == 2
+    assert ("model auto would scale the 8x8 images of the streamed source up to 28x28 for lenet; give --size 28x28"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "fit").exists()
+
+
+def test_a_named_network_the_images_are_too_small_for_is_refused(sets, tmp_path, capsys):
+    assert _fit(sets, tmp_path / "fit", "--model", "lenet") == 2
+    err = capsys.readouterr().err
+    assert "model lenet needs images of at least 16x16 pixels, but these are 8x8" in err and "Traceback" not in err
+    assert not (tmp_path / "fit").exists()
+    assert _fit(sets, tmp_path / "sized", "--model", "lenet", "--size", "16", "--epochs", "1") == 0
+    model = soseleto.load(tmp_path / "sized" / "model.pt")
+    assert model.in_shape == (1, 16, 16) and model.size == (16, 16) and model.model_size is None
+
+
+def test_a_run_that_does_not_learn_ends_with_a_loud_warning(sets, tmp_path, capsys):
+    out = tmp_path / "fit"
+    x, y = _images(60, 3, seed=2)
+    shuffled = {**sets, "test": _write(tmp_path / "shuffled.npz", x, np.random.default_rng(0).permutation(y))}
+    assert _fit(shuffled, out, "--lr", "1e-7", "--lr-alpha", "0", "--epochs", "2") == 0  # learns nothing
+    err = capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["warnings"]) == 2
+    assert m["warnings"][0].startswith("the source loss never left chance level") and "ln 3 = 1.099" in m["warnings"][0]
+    assert m["warnings"][1].startswith(f"the test accuracy {m['test_accuracy']:.2%} is at chance level")
+    last = err.strip().splitlines()[-2:]  # the last lines of the log
+    assert all("WARNING" in line and "DID NOT LEARN" in line for line in last)
+
+
+@pytest.mark.slow
+def test_real_8x8_digits_with_flipped_labels_are_learned_with_the_example_flags(tmp_path):
+    """scikit-learn's 8x8 digits, 30% of the source labels flipped: the README's command, nothing more."""
+    from builders import noisy_digits
+
+    d = noisy_digits(tmp_path, seed=0)
+    out = tmp_path / "fit"
+    assert cli.main(["fit", "--mode", "noisy", "--source", d["source"], "--target", d["target"], "--test", d["test"],
+                     "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model"] == "lenet" and m["test_accuracy"] >= 0.9 and m["warnings"] == []
+    y = np.load(d["test"])["y"]
+    assert (soseleto.load(out / "model.pt").predict(d["test"]) == y).sum() == round(m["test_accuracy"] * len(y))

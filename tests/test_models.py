@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from soseleto.core.models import MODELS, build, build_classifier, build_features, choose_model
+from soseleto.core.models import (MIN_SIDE, MODELS, NATIVE_SIDE, auto_model, build, build_classifier, build_features,
+                                  check_fits, choose_model)
 
 
 def test_model_follows_the_image_shape():
@@ -48,3 +49,31 @@ def test_unknown_model_and_single_class_are_errors():
     with pytest.raises(ValueError, match="n_classes=1"):
         build_classifier(10, 1)
     assert set(MODELS) == {"mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18"}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_min_side_is_the_smallest_image_a_network_takes(name):
+    side = MIN_SIDE[name]
+    for c in (1, 3):
+        features, dim = build_features(name, (c, side, side + 3))  # non-square: the smaller side counts
+        features.eval()
+        assert features(torch.zeros(2, c, side, side + 3)).shape == (2, dim)
+        if side > 1:
+            with pytest.raises(RuntimeError):
+                build_features(name, (c, side - 1, side - 1))[0].eval()(torch.zeros(2, c, side - 1, side - 1))
+            with pytest.raises(ValueError, match=rf"model {name} needs images of at least {side}x{side} pixels, "
+                                                 rf"but these are {side - 1}x{side + 3}"):
+                check_fits(name, (c, side - 1, side + 3))
+        check_fits(name, (c, side, side))
+
+
+def test_auto_scales_small_images_up_to_the_networks_own_size():
+    assert auto_model((1, 28, 28)) == ("lenet", None) and auto_model((1, 64, 48)) == ("lenet", None)
+    assert auto_model((1, 8, 8)) == ("lenet", (28, 28))
+    assert auto_model((1, 16, 8)) == ("lenet", (56, 28))  # aspect ratio kept
+    assert auto_model((3, 32, 32)) == ("cifar_quick", None) and auto_model((3, 8, 8)) == ("cifar_quick", (32, 32))
+    assert auto_model((3, 28, 40)) == ("cifar_quick", (32, 46))
+    for name, side in NATIVE_SIDE.items():
+        assert side >= MIN_SIDE[name]
+    with pytest.raises(ValueError, match="model='vgg' is unknown"):
+        check_fits("vgg", (1, 28, 28))

@@ -38,3 +38,16 @@ def test_rule_env_pins_agree_with_pyproject():
     for env in (REPO / "workflow/envs").glob("*.yaml"):
         for name, rng in _conda(env).items():
             assert pip.get(name) == rng, f"{env.name}: {name} {rng} vs pyproject {pip.get(name)}"
+
+
+def test_licence_and_citation_name_the_project_and_the_paper_alike():
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    paper = cff["preferred-citation"]
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["license"] == "MIT"
+    assert [(a["given-names"], a["family-names"]) for a in paper["authors"]] == [("Or", "Litany"), ("Daniel", "Freedman")]
+    assert paper["title"] == "SOSELETO: A Unified Approach to Transfer Learning and Training with Noisy Labels"
+    assert paper["year"] == 2018 and paper["identifiers"][0]["value"] == "arXiv:1805.09622"
+    front = (REPO / "workflow/report/workflow.rst").read_text()
+    assert "Or Litany and Daniel Freedman" in front and "arXiv:1805.09622" in front

@@ -162,5 +162,6 @@ def test_mnist_archives_and_extracted_files_are_checked(tmp_path):
     header = np.array([2051, 10000, 28, 28], dtype=">u4").tobytes()
     (raw / "t10k-images-idx3-ubyte").write_bytes(header + bytes(100))  # right header, truncated
     with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte' is not the expected idx file \(magic number "
-                                         r"2051, 10000 samples, 116 bytes; expected 2051, 10000 samples, 7840016"):
+                                         r"2051, 10000 samples of 28x28, 116 bytes; expected magic number 2051, "
+                                         r"10000 samples of 28x28, 7840016"):
         sets.load_torchvision("mnist", "test", tmp_path)

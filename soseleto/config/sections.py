@@ -141,10 +141,12 @@ class SyntheticConfig(Section):
         require("n_noisy", self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
 
 
-# torchvision sets the data layer reads (soseleto/config/datasets.py); any other name is a file path
+# torchvision sets the data layer reads (soseleto/config/datasets.py); any other name is mnist5k (built in) or a
+# file path
 DATASET_NAMES = tuple(CATALOG)
-DATASET_DOC = ("torchvision set (cifar10, cifar100, svhn, mnist, fashionmnist, kmnist) or the path of an .npz "
-               "file (x: N,H,W[,C] uint8; y: N int) or of an ImageFolder")
+DATASET_DOC = ("torchvision set (cifar10, cifar100, svhn, mnist, fashionmnist, kmnist), mnist5k (5,000 MNIST "
+               "digits shipped with the package: a file, no test split), or the path of an .npz file (x: N,H,W[,C] "
+               "uint8; y: N int) or of an ImageFolder")
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,43 @@ def build_classifier(feature_dim: int, n_classes: int) -> nn.Module:
     return nn.Linear(feature_dim, n_classes)
 
 
+# The smallest image side (pixels) each network takes: below it, its convolutions and pooling leave
+# no pixel (tests/test_models.py checks each value is the smallest that builds and runs).
+MIN_SIDE: dict[str, int] = {"mlp": 1, "lenet": 16, "cifar_quick": 8, "bn_convnet": 2, "resnet18": 1}
+# The image side a network was made for (LeNet: MNIST's 28, CIFAR-10 Quick: CIFAR's 32). On smaller
+# images both may train at chance (CIFAR-10 Quick on 8x8 digits does), so `auto` scales those up.
+NATIVE_SIDE: dict[str, int] = {"lenet": 28, "cifar_quick": 32}
+
+
+def check_fits(name: str, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` naming the network and the image size when images of ``shape`` (C, H, W)
+    are smaller than network ``name`` takes (:data:`MIN_SIDE`)."""
+    if name not in MODELS:
+        raise ValueError(f"model={name!r} is unknown; choose auto or one of {sorted(MODELS)}")
+    c, h, w = shape
+    if min(h, w) < MIN_SIDE[name]:
+        raise ValueError(f"model {name} needs images of at least {MIN_SIDE[name]}x{MIN_SIDE[name]} pixels, but these are "
+                         f"{h}x{w} ({c} channel{'s' if c > 1 else ''}); scale them up (--size), or use model auto, "
+                         "which does, or mlp")
+
+
+def auto_model(shape: tuple[int, int, int]) -> tuple[str, tuple[int, int] | None]:
+    """``soseleto fit``'s ``auto`` for images of ``shape`` (C, H, W): ``(network, size)``.
+
+    LeNet for gray images (C = 1), CIFAR-10 Quick for colour ones. Images whose smaller side is
+    below the network's native side (:data:`NATIVE_SIDE`: 28 for LeNet, 32 for CIFAR-10 Quick) are
+    to be scaled up, aspect ratio kept, until that side is the native one: ``size`` is the new
+    (H, W), ``None`` when the images are used as they are.
+    """
+    c, h, w = shape
+    name = "lenet" if c == 1 else "cifar_quick"
+    side = NATIVE_SIDE[name]
+    if min(h, w) >= side:
+        return name, None
+    scale = side / min(h, w)
+    return name, (max(side, round(h * scale)), max(side, round(w * scale)))
+
+
 def choose_model(shape: tuple[int, ...]) -> str:
     """The feature network that fits images of ``shape`` (C, H, W): LeNet for gray images of at
     least 16 px, CIFAR-10 Quick for other images of at least 8 px, otherwise an MLP."""

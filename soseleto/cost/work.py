@@ -26,6 +26,7 @@ from typing import Any
 from soseleto.config import DataConfig, WorkflowConfig
 from soseleto.config import methods as registry
 from soseleto.config.datasets import CATALOG
+from soseleto.data import builtin
 from soseleto.paths import dataset_tag, detection_runs, noise_tag
 
 # the workflow rule that trains a method, by the per-sample file the method writes
@@ -71,7 +72,7 @@ def class_counts(dataset: str, data: DataConfig, *, results: str | os.PathLike =
         if data.source == "generated":  # random labels: about the same number per class
             return [data.generated_train / info.n_classes] * info.n_classes, info.shape[0]
         return list(info.train_counts), info.shape[0]
-    return _file_counts(Path(dataset))
+    return _file_counts(Path(builtin.resolve(dataset)))
 
 
 def _file_counts(path: Path) -> tuple[list[float], int]:

@@ -167,3 +167,25 @@ def _check_link(f: Path, root: Path, name: str) -> None:
     if real.is_dir() and (real == root.resolve() or real in f.parent.resolve().parents or real == f.parent.resolve()):
         raise ValueError(f"{name!r}: {str(f)!r} is a symbolic link loop: it points back to {str(real)!r}, a folder "
                          "above it; remove it")
+
+
+def read_npz_images(path: str | Path, *, name: str | None = None) -> torch.Tensor:
+    """The images ``x`` of an ``.npz`` that need not have labels (``soseleto predict``): uint8
+    ``(N, C, H, W)`` by the rules of :func:`read_npz`; any ``y`` is left unchecked."""
+    path = Path(path)
+    name = name or str(path)
+    arrays = _arrays(path, name)
+    if "x" not in arrays:
+        raise ValueError(f"{name!r}: missing array 'x'; found {sorted(arrays)} (need x: (N, H, W[, C]) uint8)")
+    return array_images(arrays["x"], name)
+
+
+def array_images(x: np.ndarray, name: str) -> torch.Tensor:
+    """Pixels laid out as an ``.npz``'s ``x``, ``(N, H, W)`` or ``(N, H, W, C)`` (values: see the
+    module docstring) -> uint8 ``(N, C, H, W)``; ``ValueError`` naming ``name`` otherwise."""
+    x = _pixels(np.asarray(x), name)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[3] not in (1, 3):
+        raise ValueError(f"{name!r}: x has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C = 1 or 3")
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (N, C, H, W)

@@ -4,8 +4,9 @@ Everything here returns ``uint8`` images ``(N, C, H, W)`` with ``int64`` labels 
 conversion to normalised float happens once (:func:`soseleto.data.images.to_float`). The sets fit
 in memory, so they are kept whole as tensors and batched with ``randperm`` (no DataLoader).
 
-A *data set* in the config is a torchvision name (:data:`DATASETS`) or the path of an ``.npz``
-file or an ImageFolder (:mod:`soseleto.data.files`), which has no test split of its own.
+A *data set* in the config is a torchvision name (:data:`DATASETS`), a set shipped with the
+package (``mnist5k``: :mod:`soseleto.data.builtin`), or the path of an ``.npz`` file or an
+ImageFolder (:mod:`soseleto.data.files`); the last three have no test split of their own.
 ``data.source: generated`` replaces every torchvision set by a small generated one of the same
 shape and class count (:func:`generated`), so the whole workflow runs without downloads.
 """
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from soseleto.config import DataConfig
 from soseleto.config.datasets import CATALOG, SetInfo
 from soseleto.core.rng import generator
-from soseleto.data import files, integrity
+from soseleto.data import builtin, files, integrity
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ def load_labelled(dataset: str, split: str, data: DataConfig) -> tuple[torch.Ten
         return load_torchvision(name, split, data.dir, download=data.download)
     if split != "train":
         raise ValueError(f"data set {dataset!r} is a file and has no {split!r} split; hold one out of it instead")
-    path = Path(dataset)
+    path = Path(builtin.resolve(dataset))
     if path.is_dir():
         x, y, _, _ = files.read_folder(path)
         return x, y
     if not path.is_file():
-        raise FileNotFoundError(f"data set {dataset!r}: no such file or folder, and not one of {sorted(DATASETS)}")
+        raise FileNotFoundError(f"data set {dataset!r}: no such file or folder, and not one of "
+                                f"{sorted(DATASETS) + sorted(builtin.BUILTIN)}")
     return files.read_npz(path)
 
 
@@ -68,16 +70,18 @@ def load_torchvision(name: str, split: str, data_dir: str | Path, *, download: b
     """Load a whole torchvision data set as ``(x uint8 (N, C, H, W), y int64 (N,))``.
 
     Files are looked up in ``data_dir`` (torchvision's layout: see ``DATASETS[name].files``) and
-    downloaded there when ``download`` is true. With download off, missing files raise
-    ``FileNotFoundError`` naming every expected path. Present files are checked first
-    (:func:`soseleto.data.integrity.check_files`: torchvision's md5 sums, the idx format); a
-    mismatch, an unreadable file or a failed download raise ``ValueError`` saying what to do. A
-    failed download removes the folders it created.
+    downloaded there when ``download`` is true; MNIST-like archives already there are extracted
+    instead (:func:`soseleto.data.integrity.extract_archives`). With download off, missing files
+    raise ``FileNotFoundError`` naming every expected path. Present files are checked first
+    (:func:`soseleto.data.integrity.check_files`: torchvision's md5 sums, or the decoded content of
+    a recompressed MNIST-like archive, the idx format); a mismatch, an unreadable file or a failed
+    download raise ``ValueError`` saying what to do. A failed download removes the folders it created.
     """
     info = _info(name)
     if split not in info.files:
         raise ValueError(f"split={split!r} is invalid for {name}; choose one of {sorted(info.files)}")
     root = Path(data_dir)
+    integrity.extract_archives(name, info.loader, root)  # archives already there: no download needed
     missing = [str(root / f) for f in info.files[split] if not (root / f).exists()]
     if missing and not download:
         raise FileNotFoundError(

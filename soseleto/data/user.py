@@ -4,6 +4,8 @@ A spec names one labelled image set, optionally followed by ``:CLASSES``:
 
 * ``cifar10:train``, ``mnist:test:5,6,7,8,9``, ``svhn:train:0-4`` -- a torchvision data set
   (``NAME:SPLIT[:CLASSES]``, NAME one of :data:`soseleto.data.sets.DATASETS`);
+* ``mnist5k[:CLASSES]`` -- a set shipped with the package (:mod:`soseleto.data.builtin`), read
+  as the ``.npz`` file it is;
 * ``path/to/file.npz[:CLASSES]`` -- arrays ``x`` uint8 ``(N, H, W)`` or ``(N, H, W, C)`` and ``y``
   integer ``(N,)`` (float pixels in [0, 1] or [0, 255] are accepted: :mod:`soseleto.data.files`);
 * ``path/to/folder[:CLASSES]`` -- torchvision's ImageFolder layout, one sub-folder per class
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from soseleto.data import files, images, sets, stream
+from soseleto.data import builtin, files, images, sets, stream
 
 _CLASSES = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
@@ -78,6 +80,11 @@ def parse_spec(text: str) -> SetSpec:
         if split not in sets.DATASETS[name.lower()].files:
             raise ValueError(f"{text!r}: split={split!r} is invalid; choose one of {sorted(sets.DATASETS[name.lower()].files)}")
         return SetSpec(text, "torchvision", name.lower(), split, classes)
+    if builtin.is_builtin(name) and not Path(body).exists():
+        if split:
+            raise ValueError(f"{text!r}: {name} is a set shipped with the package and has no splits; name it as "
+                             f"{name} or {name}:CLASSES and hold a test set out of it")
+        return SetSpec(text, "npz", builtin.resolve(name), None, classes)
     path = Path(body)
     if body.endswith(".npz") and path.is_file():
         kind = "npz"

@@ -7,10 +7,12 @@ outputs are written atomically at the end, so a failed run leaves no half-writte
   given there), ``alpha`` (its learned weight) and ``rank`` (1 = lowest alpha = most suspect);
   ImageFolder sources add the image ``path``; with the source's true labels (``--true-labels``)
   also ``true_label`` and ``suspect`` (alpha below ``--flag-threshold``);
-* ``model.pt`` -- features, heads, normalisation and the settings (:func:`load_fitted` rebuilds it);
+* ``model.pt`` -- features, heads, the preprocessing (gray, resizes, normalisation), the labels and
+  the settings (:func:`soseleto.load` / ``soseleto predict`` use it on new images);
 * ``metrics.json`` -- accuracies, alpha statistics and the per-epoch history, with provenance;
   with true labels a ``detection`` block: precision, recall and F1 of flagging the mislabeled
-  source samples at the threshold, AUROC and average precision of the ranking by alpha.
+  source samples at the threshold, AUROC and average precision of the ranking by alpha; its
+  ``warnings`` say when the run did not learn (:func:`soseleto.experiments.fit_model.learning_warnings`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from soseleto.config import FIT_MODES, SoseletoConfig, to_dict
 from soseleto.core.checkpoint import discard, load_checkpoint, safe_load, save_checkpoint
 from soseleto.core.device import resolve_device
 from soseleto.core.loop import EpochStats, Labeled, train
-from soseleto.core.models import MODELS, build, build_classifier, build_features, choose_model
+from soseleto.core.models import build, build_classifier, build_features
 from soseleto.core.soseleto import Soseleto
 from soseleto.data.images import channel_stats, class_balanced_indices, to_float
 from soseleto.data.stream import StreamedImages, files_fingerprint, sample
 from soseleto.data.user import ImageSet, check_labels, harmonise, load_set, load_streamed
+from soseleto.experiments import fit_model
 from soseleto.experiments.fit_session import (RESUME_NAME, Progress, check_out, fingerprint, is_terminal,
                                             no_space, out_lock, run_identity)
 from soseleto.io import provenance, write_csv, write_json
@@ -59,6 +62,10 @@ class Problem:
     n_source_classes: int
     n_target_classes: int
     warnings: list[str] = field(default_factory=list)  # logged, and listed in metrics.json
+    gray: bool = False  # RGB images were made gray (--gray)
+    size: tuple[int, int] | None = None  # every image was resized to (H, W) (--size)
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W) before model_size, set by fit_model.choose
+    model_size: tuple[int, int] | None = None  # then resized for the network (model auto: fit_model.choose)
 
 
 def prepare(source: str, target: str, test: str | None, *, mode: str, data_dir: str | Path = "data",
@@ -98,7 +105,7 @@ def prepare(source: str, target: str, test: str | None, *, mode: str, data_dir: 
     for name, k in (("source", k_s), ("target", k_t)):
         if k < 2:
             raise ValueError(f"the {name} set has {k} class; a classifier needs at least 2")
-    return Problem(src, tgt, tst, k_s, k_t, class_warnings(src, tgt, k_t, mode=mode))
+    return Problem(src, tgt, tst, k_s, k_t, class_warnings(src, tgt, k_t, mode=mode), gray=gray, size=size)
 
 
 def class_warnings(src: ImageSet, tgt: ImageSet, k_t: int, *, mode: str) -> list[str]:
@@ -131,6 +138,9 @@ def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str
         on_epoch: Callable[[EpochStats], None] | None = None, workers: int = 2) -> dict:
     """Train SOSELETO on ``problem`` and write ``weights.csv``, ``model.pt``, ``metrics.json`` to ``outdir``.
 
+    ``model``: ``auto`` (which may scale small images up first) or a network that takes the
+    images as they are (:func:`soseleto.experiments.fit_model.choose`); a run that did not learn
+    ends with warnings, in the log and in ``metrics.json``.
     ``true_labels`` ``(N_s,)``: the true label of each source sample (see :func:`read_true_labels`);
     when given, alpha is scored as a detector of the mislabeled samples, flagged at
     ``alpha < flag_threshold``. ``outdir`` is locked while the run writes there; its resumable
@@ -139,9 +149,7 @@ def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str
     with each epoch's stats; ``workers``: processes that decode a streamed source's images.
     """
     out = check_out(outdir)
-    if model != "auto" and model not in MODELS:
-        raise ValueError(f"model={model!r} is unknown; choose auto or one of {sorted(MODELS)}")
-    model = choose_model(problem.source.shape) if model == "auto" else model
+    model = fit_model.choose(problem, model)
     dev = resolve_device(device)
     trainer, tensors = _trainer(problem, cfg, model=model, seed=seed, device=dev, workers=workers)
     settings = {"mode": mode_name(cfg), "model": model, "seed": seed, "trainer": to_dict(cfg)}
@@ -155,10 +163,15 @@ def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str
         metrics, weights = _results(problem, trainer, tensors["source"], history, cfg, model=model)
         if true_labels is not None:
             metrics["detection"] = _detection(weights, problem.source, true_labels, flag_threshold)
+        learned = fit_model.learning_warnings(
+            history, n_source_classes=problem.n_source_classes, source_batch=cfg.source_batch,
+            n_source=len(problem.source), loss_scale=cfg.loss_scale, test_y=problem.test.y if problem.test else None)
+        metrics["warnings"] += learned
         settings = {**settings, "source": problem.source.spec.text, "target": problem.target.spec.text,
                     "test": problem.test.spec.text if problem.test else None}
         _write(out, trainer, problem, weights, metrics, settings, tensors["stats"], device=str(dev), resume=resume)
         discard(resume)
+    fit_model.announce(learned)
     return metrics
 
 
@@ -297,6 +310,7 @@ def _write(out: Path, trainer: Soseleto, problem: Problem, weights: pd.DataFrame
             "target_head": None if trainer.shared else trainer.target_head.state_dict(),
             "in_shape": list(problem.source.shape), "n_source_classes": problem.n_source_classes,
             "n_target_classes": problem.n_target_classes, "mean": stats[0], "std": stats[1], "provenance": prov,
+            **fit_model.preprocessing(problem, shared=trainer.shared),
         }, staging / "model.pt", config=settings)
         write_json(metrics, staging / "metrics.json", prov=prov)
         for name in names:
@@ -309,7 +323,7 @@ def _write(out: Path, trainer: Soseleto, problem: Problem, weights: pd.DataFrame
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("test accuracy %s; wrote %s", metrics["test_accuracy"],
+    log.info("test accuracy %s; wrote %s", percent(metrics["test_accuracy"]),
              ", ".join(str(out / f) for f in ("weights.csv", "model.pt", "metrics.json")))
 
 
@@ -357,7 +371,8 @@ def read_true_labels(path: str | os.PathLike, source: ImageSet) -> np.ndarray:
 
 def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     """Rebuild ``(features, target head, saved state)`` from a ``model.pt``; inputs must be
-    normalised with the saved ``mean``/``std`` (:func:`soseleto.data.images.to_float`).
+    prepared as the training images were (the saved ``preprocess``, ``mean``/``std``), which
+    :func:`soseleto.load` does.
 
     The file is read with ``weights_only=True`` (:func:`soseleto.core.checkpoint.safe_load`): one
     that stores anything but tensors and plain values (e.g. a pickled function) is refused with a
@@ -388,6 +403,11 @@ def main(args: argparse.Namespace, cfg: SoseletoConfig) -> int:
     true_labels = None if args.true_labels is None else read_true_labels(args.true_labels, problem.source)
     metrics = run(problem, args.out, cfg=cfg, model=args.model, seed=args.seed, device=args.device,
                   true_labels=true_labels, flag_threshold=args.flag_threshold, workers=args.workers)
-    print(f"test accuracy: {metrics['test_accuracy']}  target accuracy: {metrics['target_accuracy']:.4f}  "
+    print(f"test accuracy: {percent(metrics['test_accuracy'])}  target accuracy: {percent(metrics['target_accuracy'])}  "
           f"outputs: {args.out}")
     return 0
+
+
+def percent(accuracy: float | None) -> str:
+    """``0.9574999809265137 -> '95.75%'``; ``None`` (no test set) -> ``'-'``."""
+    return "-" if accuracy is None else f"{accuracy:.2%}"
