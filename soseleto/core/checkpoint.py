@@ -55,8 +55,25 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, config: A
     state must be (:func:`check_plain`), so that :func:`safe_load` can read them back."""
     full = {**state, "config": plain(config)}
     check_plain(full, f"checkpoint {os.fspath(path)!r}")
-    with atomic_path(path) as tmp:
-        torch.save(full, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(full, f)
+        except RuntimeError as err:  # torch's writer reports a failed write ("unexpected pos") as this
+            cause = _os_error(err)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror) from err  # a full disk: atomic_path names the file
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The ``OSError`` (e.g. ``ENOSPC``) behind ``err``, from its chain of causes, or ``None``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
