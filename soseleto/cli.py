@@ -243,6 +243,8 @@ _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
 def _size(text: str) -> tuple[int, int]:
+    from soseleto.data.validate import MAX_SIDE
+
     h, _, w = text.lower().partition("x")
     try:
         size = (int(h), int(w or h))
@@ -250,4 +252,6 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--size {text!r}: expected HxW or N, e.g. 28x28") from None
     if min(size) < 1:
         raise argparse.ArgumentTypeError(f"--size {text!r}: sides must be positive")
+    if max(size) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: sides must be at most {MAX_SIDE} pixels")
     return size

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from soseleto.config import plain
+from soseleto.data import validate
 from soseleto.io import atomic_path
 
 
@@ -81,6 +82,7 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     the file runs. Raises ``ValueError`` naming the path when the file holds anything else
     (a pickled function or object: not a plain checkpoint) or cannot be read (truncated, not a
     checkpoint); ``FileNotFoundError`` when it does not exist."""
+    validate.check_archive(path)  # its declared sizes, before torch reads it
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
