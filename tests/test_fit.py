@@ -636,3 +636,13 @@ def test_only_an_image_folder_streams(sets, tmp_path, capsys):
     assert _fit(sets, tmp_path / "fit", "--stream") == 2
     assert "only an ImageFolder can be streamed" in capsys.readouterr().err
     assert not (tmp_path / "fit").exists()
+
+
+def test_a_damaged_resume_file_is_named_as_unreadable(sets, tmp_path, capsys):
+    out = tmp_path / "fit"
+    out.mkdir()
+    (out / ".resume.pt").write_bytes(b"PK\x03\x04 a damaged zip")
+    assert _fit(sets, out) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(out)!r} holds a resume file that cannot be read" in err and "delete it" in err
+    assert "other settings" not in err and sorted(p.name for p in out.iterdir()) == [".resume.pt"]

@@ -174,7 +174,7 @@ def _tiny_trainer():
     (lambda s: s.update(features="weights"), "features is not a dict of tensors"),
     (lambda s: s.update(source_head={"weight": "w", "bias": 1}), "source_head is not a dict of tensors"),
     (lambda s: s.update(n_source_classes=10**9), "n_source_classes is 1000000000"),
-    (lambda s: s.update(config="lenet"), "config.model is 'lenet'"),
+    (lambda s: s.update(config="lenet"), "config is 'lenet', not a dict"),
     (lambda s: s.update(config={"model": "os.system"}), "config.model is 'os.system'"),
     (lambda s: s.pop("features"), "no features"),
     (lambda s: s.update(in_shape=[1, 2, 2]), "cannot be built|has shape"),

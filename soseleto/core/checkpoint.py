@@ -110,7 +110,13 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any, map_location: str |
     another config, or when the file cannot be read.
     """
     path = Path(path)
-    state = safe_load(path, map_location)
+    return check_config(safe_load(path, map_location), path, config=config)
+
+
+def check_config(state: Any, path: str | os.PathLike, *, config: Any) -> dict[str, Any]:
+    """``state``, read from the checkpoint ``path``, when it is a state dict written for ``config``;
+    else ``ValueError`` naming the path and the differing keys."""
+    path = Path(path)
     if not isinstance(state, dict):
         # the file's content is wrong, not the type of an argument: a ValueError like the others
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict")  # noqa: TRY004

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from soseleto.config import FIT_MODES, SoseletoConfig, to_dict
-from soseleto.core.checkpoint import discard, load_checkpoint, safe_load, save_checkpoint
+from soseleto.core.checkpoint import check_config, discard, safe_load, save_checkpoint
 from soseleto.core.device import resolve_device
 from soseleto.core.loop import EpochStats, Labeled, runtime, runtime_mismatch, train
 from soseleto.core.models import MODELS, build, build_classifier, build_features, choose_model
@@ -178,7 +178,12 @@ def _resumable(resume: Path, identity: dict, out: Path, trainer: Soseleto) -> in
     if not resume.exists():
         return 0
     try:
-        state = load_checkpoint(resume, config=identity)
+        state = safe_load(resume)
+    except ValueError as err:
+        raise ValueError(f"--out {str(out)!r} holds a resume file that cannot be read: {err}; delete it to start "
+                         "afresh, or choose another --out") from None
+    try:
+        state = check_config(state, resume, config=identity)
     except ValueError as err:
         raise ValueError(f"--out {str(out)!r} holds an unfinished run of other settings or data: {err} "
                          f"(or choose another --out)") from None
@@ -309,7 +314,7 @@ def _write(out: Path, trainer: Soseleto, problem: Problem, weights: pd.DataFrame
     except OSError as err:
         if no_space(err):
             raise OSError(err.errno, f"no space left on the device while writing the outputs into {str(out)!r} "
-                          f"({err}); none of them was written. The trained state stays in {str(resume)!r}: run the "
+                          f"({err.strerror or err}); none of them was written. The trained state stays in {str(resume)!r}: run the "
                           "same command again once there is space and it only writes them") from err
         raise
     finally:
@@ -328,9 +333,11 @@ def _rehearse(out: Path, trainer: Soseleto, problem: Problem, settings: dict, st
         _stage(staging, trainer, problem, weights, {"warnings": list(problem.warnings)}, settings, stats, device=device)
     except OSError as err:
         if no_space(err):
-            raise OSError(err.errno, f"no space left on the device for the outputs in {str(out)!r} ({err}); "
-                          "nothing was trained: free some space and run the same command again") from err
-        raise ValueError(f"--out {str(out)!r}: the outputs cannot be written there ({err}); nothing was trained") from err
+            raise OSError(err.errno, f"no space left on the device for the outputs in {str(out)!r} "
+                          f"({err.strerror or err}); nothing was trained: free some space and run the same command "
+                          "again") from err
+        raise ValueError(f"--out {str(out)!r}: the outputs cannot be written there ({err.strerror or err}); nothing "
+                         "was trained") from err
     except (ValueError, TypeError) as err:
         raise ValueError(f"--out {str(out)!r}: the outputs of this run could not be written ({err}); nothing was "
                          "trained") from err

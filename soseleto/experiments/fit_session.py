@@ -205,8 +205,10 @@ def check_model_state(state, path: str) -> tuple[tuple[int, int, int], str, int]
     cfg, shape = state["config"], state["in_shape"]
     from soseleto.core.models import MODELS
 
-    if not isinstance(cfg, dict) or cfg.get("model") not in MODELS:
-        raise bad(f"config.model is {cfg.get('model') if isinstance(cfg, dict) else cfg!r}, not one of {sorted(MODELS)}")
+    if not isinstance(cfg, dict):
+        raise bad(f"config is {cfg!r}, not a dict")
+    if cfg.get("model") not in MODELS:
+        raise bad(f"config.model is {cfg.get('model')!r}, not one of {sorted(MODELS)}")
     if (not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(type(v) is int for v in shape)
             or shape[0] not in (1, 3) or not all(1 <= v <= validate.MAX_SIDE for v in shape[1:])):
         raise bad(f"in_shape is {shape!r}, not (C, H, W) with C = 1 or 3 and sides 1..{validate.MAX_SIDE}")
