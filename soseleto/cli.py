@@ -96,15 +96,9 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
 def _fit(args: argparse.Namespace) -> int:
     cfg = SoseletoConfig(**{name: getattr(args, name) for name in TRAINER_FLAGS.values()},
                          shared_classifier=args.mode == "noisy")
-    from soseleto.experiments import fit, fit_session
+    from soseleto.experiments import fit
 
-    try:
-        return fit.main(args, cfg)
-    except OSError as err:  # a full disk: the message says what was (not) written
-        if not fit_session.no_space(err):
-            raise
-        print(f"soseleto: error: {err.strerror}", file=sys.stderr)
-        return 1
+    return fit.main(args, cfg)
 
 
 def predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -267,6 +261,10 @@ def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Exit status 2: bad input or options (the message names the file, key or
+    option); 1: a full disk (the message says what was kept) or too little memory."""
+    from soseleto.io import no_space
+
     args = build_parser().parse_args(argv)
     logs.setup()
     try:
@@ -274,6 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"soseleto: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if no_space(err):  # its message says what was (not) written and what is kept
+            print(f"soseleto: error: {err.strerror or err}", file=sys.stderr)
+            return 1
+        if err.filename is None:
+            raise
+        print(f"soseleto: error: {err.filename!r}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except MemoryError as err:
+        print(f"soseleto: error: out of memory ({err or 'an allocation failed'}); use fewer or smaller images, or "
+              "--stream for an ImageFolder source", file=sys.stderr)
+        return 1
 
 
 def _int_at_least(lowest: int):
@@ -293,6 +303,8 @@ _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
 def _size(text: str) -> tuple[int, int]:
+    from soseleto.data.validate import MAX_SIDE
+
     h, _, w = text.lower().partition("x")
     try:
         size = (int(h), int(w or h))
@@ -300,4 +312,6 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--size {text!r}: expected HxW or N, e.g. 28x28") from None
     if min(size) < 1:
         raise argparse.ArgumentTypeError(f"--size {text!r}: sides must be positive")
+    if max(size) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: sides must be at most {MAX_SIDE} pixels")
     return size

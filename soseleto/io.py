@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -33,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it
     replaces, or ``0o666`` less the umask for a new one (a temporary file is private, ``0o600``).
     On failure the temporary file is removed and a previous ``path`` is left as it was; an
-    ``OSError`` (a full disk: ``ENOSPC``) is raised again naming ``path``.
+    ``OSError`` (a full disk: ``ENOSPC``, :func:`no_space`) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)
     try:
         yield Path(tmp)
+        _sync(tmp)
         os.replace(tmp, path)
     except OSError as err:
         if err.filename not in (None, tmp):  # about another file (an input, say): its own message names it
@@ -52,6 +54,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _sync(path: str) -> None:
+    """Flush ``path`` to the disk, so that a full disk surfaces here (some filesystems allocate
+    blocks only then) and not after the rename."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def no_space(err: BaseException) -> bool:
+    """Whether ``err`` is a full disk (or quota)."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _open_mode(path: Path) -> int:

@@ -20,8 +20,15 @@ SHARE_COST_CSV = "results/benchmarks/share_cost.csv"  # python -m soseleto.cost.
 
 
 def dataset_tag(dataset: str) -> str:
-    """A torchvision set's name, or a file's / folder's name without ``.npz``: ``mnist5k``."""
-    return dataset.lower() if dataset.lower() in DATASET_NAMES else PurePath(dataset).name.removesuffix(".npz")
+    """A torchvision set's name, or a file's / folder's name without ``.npz``: ``mnist5k``. Braces
+    become parentheses (``a{1}.npz`` -> ``a(1)``): in a Snakemake path they would open a wildcard.
+    Other characters stay; where a rule matches tags by a regex it escapes them (``re.escape``)."""
+    if dataset.lower() in DATASET_NAMES:
+        return dataset.lower()
+    return PurePath(dataset).name.removesuffix(".npz").translate(_BRACES)
+
+
+_BRACES = str.maketrans("{}", "()")
 
 
 def manifest(dataset: str) -> str:

@@ -285,26 +285,36 @@ def test_an_out_that_is_a_file_is_refused(sets, tmp_path, capsys):
     assert (tmp_path / "out").read_text() == "mine"
 
 
+_HOLD = """
+import sys, time
+from pathlib import Path
+from soseleto.experiments import fit_session as fs
+with fs.out_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
 def test_a_second_run_into_the_same_out_is_refused(sets, tmp_path, capsys):
+    import signal
     import subprocess
     import sys
 
     out = tmp_path / "fit"
-    out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
     try:
-        (out / ".lock").write_text(f"{holder.pid}\n")  # as a running soseleto fit leaves it
+        assert holder.stdout.readline().strip() == "held"  # as a running soseleto fit holds it
         assert _fit(sets, out) == 2
         err = capsys.readouterr().err
         assert f"is in use by another soseleto fit (PID {holder.pid}" in err and "fit: epoch" not in err
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
     finally:
-        holder.kill()
+        holder.send_signal(signal.SIGKILL)  # killed: the kernel releases its lock, its file stays
         holder.wait()
-    assert _fit(sets, out, "--epochs", "1") == 0  # the holder is gone: its stale lock is taken over
+    assert _fit(sets, out, "--epochs", "1") == 0
     err = capsys.readouterr().err
-    assert f"taking over the stale lock {out / '.lock'}" in err and (out / "weights.csv").exists()
-    assert not (out / ".lock").exists()
+    assert f"taking over the stale lock {out / '.lock'} (its process {holder.pid} no longer holds it)" in err
+    assert (out / "weights.csv").exists() and not (out / ".lock").exists()
 
 
 def test_a_full_disk_while_writing_leaves_no_output_and_resumes(sets, tmp_path, capsys, monkeypatch):
@@ -312,7 +322,11 @@ def test_a_full_disk_while_writing_leaves_no_output_and_resumes(sets, tmp_path, 
 
     from soseleto.experiments import fit
 
+    real = fit.write_json
+
     def full(obj, path, **kw):
+        if not obj.get("history"):  # the rehearsal before training writes: the final write fails
+            return real(obj, path, **kw)
         with open(path, "w") as f:
             f.write('{"half": ')  # a partial file, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -328,6 +342,55 @@ def test_a_full_disk_while_writing_leaves_no_output_and_resumes(sets, tmp_path, 
     err = capsys.readouterr().err
     assert "resuming the unfinished run" in err and "fit: epoch 1/3" not in err
     assert json.loads((out / "metrics.json").read_text())["n_source"] == 96
+
+
+def _fill_after(disk, epoch):
+    def on_epoch(stats):
+        if stats.epoch == epoch:
+            disk.fill()
+    return on_epoch
+
+
+def test_a_really_full_disk_keeps_the_last_resume_file(sets, tmp_path, small_disk):
+    """On a real 3 MiB tmpfs: the disk fills after epoch 2, so epoch 3's resume save fails; the
+    file of epoch 2 is kept, and with space again the run resumes from it to the uninterrupted result."""
+    from soseleto.experiments import fit
+
+    small = {"model": "mlp"}  # a network whose resume file fits the 3 MiB disk twice
+    fit.run(_problem(sets), tmp_path / "whole", cfg=_cfg(4), device="cpu", **small)
+    out = small_disk.path / "fit"
+    with pytest.raises(OSError, match=r"no space left on the device while saving the state of fit after epoch 3 to "
+                       r".*\.resume\.pt'; the state saved after epoch 2 is kept there") as err:
+        fit.run(_problem(sets), out, cfg=_cfg(4), device="cpu", on_epoch=_fill_after(small_disk, 2), **small)
+    assert err.value.errno == 28
+    assert sorted(p.name for p in out.iterdir()) == [".resume.pt"]  # no temporary file, no lock
+    assert len(torch.load(out / ".resume.pt", weights_only=True)["history"]) == 2
+    small_disk.empty()
+    fit.run(_problem(sets), out, cfg=_cfg(4), device="cpu", **small)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "weights.csv"), pd.read_csv(tmp_path / "whole/weights.csv"))
+
+
+def test_a_really_full_disk_at_the_final_write(sets, tmp_path, small_disk, capsys):
+    from soseleto.experiments import fit
+
+    out = small_disk.path / "fit"
+    with pytest.raises(OSError, match="while writing the outputs into .*none of them was written"):
+        fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu", on_epoch=_fill_after(small_disk, 3), model="mlp")
+    assert sorted(p.name for p in out.iterdir()) == [".resume.pt"]
+    small_disk.empty()
+    capsys.readouterr()
+    assert _fit(sets, out, "--model", "mlp") == 0  # the same command: resumes after the last epoch and only writes
+    err = capsys.readouterr().err
+    assert "after epoch 3/3" in err and "fit: epoch" not in err and (out / "weights.csv").exists()
+
+
+def test_a_disk_full_from_the_start_trains_nothing(sets, small_disk, capsys):
+    small_disk.fill()
+    out = small_disk.path / "fit"
+    assert _fit(sets, out) == 1
+    err = capsys.readouterr().err
+    assert "no space left on the device for the outputs in" in err and "nothing was trained" in err
+    assert "fit: epoch" not in err and not out.exists()
 
 
 def test_ties_at_alpha_zero_are_ranked_by_the_final_loss(sets, tmp_path):
@@ -378,6 +441,30 @@ def test_threads_and_the_first_line(sets, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["fit", "--mode", "noisy", "--source", "s", "--target", "t", "--out", "o",
                                        "--threads", "0"])
+
+
+def test_a_run_stopped_under_one_thread_count_resumes_only_under_it(sets, tmp_path, capsys):
+    from soseleto.experiments import fit
+
+    def kill(stats):
+        raise KeyboardInterrupt
+
+    before = torch.get_num_threads()
+    out = tmp_path / "fit"
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(KeyboardInterrupt):
+            fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu", on_epoch=kill)
+        capsys.readouterr()
+        assert _fit(sets, out, "--threads", "2") == 2
+        err = capsys.readouterr().err
+        assert f"--out {str(out)!r} holds an unfinished run started with threads 1 (now 2)" in err
+        assert "with the same command --threads 1" in err and "fit: epoch" not in err
+        assert sorted(p.name for p in out.iterdir()) == [".resume.pt"]  # refused before anything was written
+        assert _fit(sets, out, "--threads", "1") == 0
+        assert "after epoch 1/3" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_target_covering_some_source_classes_is_a_warning(sets, tmp_path, capsys):
@@ -595,3 +682,13 @@ def test_real_8x8_digits_with_flipped_labels_are_learned_with_the_example_flags(
     assert m["model"] == "lenet" and m["test_accuracy"] >= 0.9 and m["warnings"] == []
     y = np.load(d["test"])["y"]
     assert (soseleto.load(out / "model.pt").predict(d["test"]) == y).sum() == round(m["test_accuracy"] * len(y))
+
+
+def test_a_damaged_resume_file_is_named_as_unreadable(sets, tmp_path, capsys):
+    out = tmp_path / "fit"
+    out.mkdir()
+    (out / ".resume.pt").write_bytes(b"PK\x03\x04 a damaged zip")
+    assert _fit(sets, out) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(out)!r} holds a resume file that cannot be read" in err and "delete it" in err
+    assert "other settings" not in err and sorted(p.name for p in out.iterdir()) == [".resume.pt"]

@@ -2,6 +2,7 @@
 (:mod:`soseleto.experiments.fit_session`)."""
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -44,11 +45,121 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     tmp_path.joinpath(fs.LOCK_NAME).write_text(f"{dead.pid}\n")
     with caplog.at_level("WARNING"), fs.out_lock(tmp_path) as lock:
         assert lock.read_text().strip() == str(os.getpid())
-    assert f"taking over the stale lock {tmp_path / fs.LOCK_NAME} (its process {dead.pid} no longer runs)" in caplog.text
+    assert f"taking over the stale lock {tmp_path / fs.LOCK_NAME} (its process {dead.pid} no longer holds it)" in caplog.text
     tmp_path.joinpath(fs.LOCK_NAME).write_text("garbage")  # no PID at all: stale too
     with fs.out_lock(tmp_path):
         pass
     assert not tmp_path.joinpath(fs.LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("pid", [os.getpid(), 1], ids=["this-process", "pid-1"])
+def test_a_lock_naming_a_live_pid_that_holds_nothing_is_stale(tmp_path, caplog, pid):
+    """A PID is reused (in a container the rerun itself may be PID 1): only the kernel lock counts."""
+    tmp_path.joinpath(fs.LOCK_NAME).write_text(f"{pid}\n")
+    with caplog.at_level("WARNING"), fs.out_lock(tmp_path) as lock:
+        assert lock.read_text().strip() == str(os.getpid())
+    assert f"(its process {pid} no longer holds it)" in caplog.text
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from soseleto.experiments import fit_session as fs
+with fs.out_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_sigkilled_holder_releases_the_lock(tmp_path, caplog):
+    import signal
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"in use by another soseleto fit \(PID {holder.pid}, lock file"), \
+                fs.out_lock(out):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (out / fs.LOCK_NAME).read_text().strip() == str(holder.pid)  # left behind by the killed holder
+    with caplog.at_level("WARNING"), fs.out_lock(out):
+        pass
+    assert f"(its process {holder.pid} no longer holds it)" in caplog.text and not (out / fs.LOCK_NAME).exists()
+
+
+def _race(out, barrier, events):
+    import time
+
+    barrier.wait()
+    try:
+        with fs.out_lock(out):
+            start = time.monotonic()
+            time.sleep(0.2)
+            events.put(("held", start, time.monotonic()))
+    except ValueError as err:
+        events.put(("refused", str(err), 0.0))
+    except BaseException as err:  # noqa: BLE001  (anything else is the failure this test looks for)
+        events.put(("crashed", repr(err), 0.0))
+
+
+def test_racing_processes_never_hold_the_lock_together(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    n, trials = 4, 8
+    for trial in range(trials):
+        out = tmp_path / f"t{trial}"
+        out.mkdir()
+        (out / fs.LOCK_NAME).write_text("12345\n")  # a stale lock, as a killed run leaves it
+        barrier, events = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_race, args=(out, barrier, events)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        got = [events.get(timeout=60) for _ in range(n)]
+        for p in procs:
+            p.join(60)
+        assert not [g for g in got if g[0] == "crashed"], got
+        held = sorted((a, b) for kind, a, b in got if kind == "held")
+        assert held, got  # somebody got it
+        assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(held)), held  # never two at once
+        assert all("in use by another soseleto fit" in msg for kind, msg, _ in got if kind == "refused")
+        assert not (out / fs.LOCK_NAME).exists()
+
+
+def test_leftovers_of_a_killed_write_are_removed_under_the_lock(tmp_path, caplog):
+    (tmp_path / ".staging-999999").mkdir()
+    (tmp_path / ".staging-999999/model.pt").write_bytes(b"half")
+    (tmp_path / ".metrics.json.abc123.tmp").write_text("{")
+    (tmp_path / "mine.txt").write_text("kept")
+    with caplog.at_level("WARNING"), fs.out_lock(tmp_path):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    assert "removed" in caplog.text and ".staging-999999" in caplog.text
+
+
+def test_out_below_a_file_or_on_a_read_only_filesystem_is_refused(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"lies below .*file'.*which is a file"):
+        fs.check_out(tmp_path / "file" / "out")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True,
+                                 check=False)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr!r}")
+    else:
+        ro.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match=r"cannot be written: .*ro' (is on a read-only filesystem|is not writable)"):
+            fs.check_out(ro / "out")
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(ro)], check=True)
+        ro.chmod(0o755)
 
 
 def test_fingerprint_sees_pixels_labels_and_shapes():

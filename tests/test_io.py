@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from soseleto.core.checkpoint import save_checkpoint
-from soseleto.io import atomic_path, provenance, write_csv, write_json, write_markdown
+from soseleto.io import atomic_path, provenance, save_figure, write_csv, write_json, write_markdown
 
 
 def test_failed_write_leaves_no_file(tmp_path):
@@ -129,10 +129,15 @@ def test_a_rewritten_file_keeps_its_permissions(tmp_path):
 
 
 def _fills_the_disk(path_of, part: bytes):
-    """A writer that writes ``part`` of its file to the path ``path_of(args)`` and then finds the disk full."""
+    """A writer that writes ``part`` of its file to ``path_of(args)`` (a path or an open file) and
+    then finds the disk full."""
     def write(*args, **kwargs):
-        with open(path_of(args), "wb") as f:
-            f.write(part)
+        target = path_of(args)
+        if hasattr(target, "write"):
+            target.write(part)
+        else:
+            with open(target, "wb") as f:
+                f.write(part)
         raise OSError(errno.ENOSPC, "No space left on device")
     return write
 
@@ -150,6 +155,41 @@ def test_a_full_disk_leaves_no_partial_file_and_the_previous_one_untouched(tmp_p
         WRITERS[writer](target)
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and target.read_text() == "previous"
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot(range(1000), [i % 7 for i in range(1000)])
+    return fig
+
+
+REAL_WRITERS = {
+    **WRITERS,
+    "figure": lambda path: save_figure(_figure(), path, prov={"a": 1}),
+    "csv-with-provenance": lambda path: write_csv(pd.DataFrame({"x": range(20000)}), path, prov={"a": 1}),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(REAL_WRITERS))
+def test_a_really_full_disk_is_named_and_keeps_the_previous_file(small_disk, writer):
+    """On a real tmpfs with no block left: an OSError (ENOSPC, never torch's RuntimeError) that names
+    the file, no temporary file left, the previous file intact; with space again the write works."""
+    target = small_disk.path / ("out.png" if writer == "figure" else "out")
+    target.write_text("previous")
+    small_disk.fill()
+    with pytest.raises(OSError, match=f"No space left on device \\(while writing '{re.escape(str(target))}") as err:
+        REAL_WRITERS[writer](target)
+    assert err.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in small_disk.path.iterdir()) == [".filler", target.name]
+    assert target.read_text() == "previous"
+    small_disk.empty()
+    REAL_WRITERS[writer](target)
+    assert target.stat().st_size > 0 and target.read_bytes() != b"previous"
 
 
 def test_errors_about_other_files_keep_their_own_message(tmp_path):

@@ -12,7 +12,8 @@ import torch
 
 from soseleto.config import Schedule
 from soseleto.core.checkpoint import safe_load
-from soseleto.core.loop import EpochStats, Labeled, check_finite, cycle_batches, train
+from soseleto.core.loop import (EpochStats, Labeled, check_finite, cycle_batches, runtime, runtime_mismatch,
+                                train)
 from soseleto.core.models import build_classifier, build_features
 from soseleto.core.rng import generator, seeded
 from soseleto.core.soseleto import Soseleto
@@ -237,6 +238,50 @@ def test_checkpoint_of_another_identity_is_refused_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"seed: 0 vs 1"):
         train(Recorder(), source, target, schedule=Schedule(2, 4, 3), seed=0, checkpoint=ck,
               identity={**IDENTITY, "seed": 1})
+
+
+@pytest.fixture
+def threads():
+    """Set torch's CPU threads in a test, restoring them afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_a_state_saved_under_another_thread_count_or_dtype_is_refused(tmp_path, threads):
+    """CPU sums are split by thread: a run resumed under another thread count (or device, dtype,
+    deterministic flag) would match neither run, so it is refused, naming what differs."""
+    source, target = _data()
+    ck = tmp_path / "run.ckpt"
+    threads(1)
+    train(_soseleto(), source, target, schedule=Schedule(1, 4, 3), seed=0, checkpoint=ck, identity=IDENTITY)
+    assert safe_load(ck)["runtime"] == {"device": "cpu", "threads": 1, "dtypes": ["float32"], "deterministic": False}
+    threads(2)
+    with pytest.raises(ValueError, match=r"run\.ckpt' holds a run started with threads 1 \(now 2\).*delete the file"):
+        train(_soseleto(), source, target, schedule=Schedule(2, 4, 3), seed=0, checkpoint=ck, identity=IDENTITY)
+    threads(1)
+    with pytest.raises(ValueError, match=r"dtypes float32 \(now float64\)"):
+        train(_soseleto().to_dtype(torch.float64), source.to("cpu"), target, schedule=Schedule(2, 4, 3), seed=0,
+              checkpoint=ck, identity=IDENTITY)
+    assert len(train(_soseleto(), source, target, schedule=Schedule(2, 4, 3), seed=0, checkpoint=ck,
+                     identity=IDENTITY)) == 2  # as it started: resumed
+
+
+def test_runtime_mismatch_names_what_differs_and_accepts_old_states():
+    now = runtime("cpu")
+    assert runtime_mismatch(None, now) == "" and runtime_mismatch(now, now) == ""
+    assert runtime_mismatch({**now, "deterministic": True}, now) == "deterministic True (now False)"
+
+
+def test_a_resume_file_that_does_not_fit_the_method_is_named(tmp_path):
+    source, target = _data()
+    ck = tmp_path / "run.ckpt"
+    train(_soseleto(), source, target, schedule=Schedule(1, 4, 3), seed=0, checkpoint=ck, identity=IDENTITY)
+    state = safe_load(ck)
+    state["alpha"] = "a string where a tensor belongs"
+    torch.save(state, ck)
+    with pytest.raises(ValueError, match=r"run\.ckpt' does not hold a state of this run .*delete it"):
+        train(_soseleto(), source, target, schedule=Schedule(2, 4, 3), seed=0, checkpoint=ck, identity=IDENTITY)
 
 
 def test_identity_is_required_with_a_checkpoint(tmp_path):

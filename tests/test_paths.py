@@ -27,6 +27,7 @@ def test_classes_tag():
 def test_dataset_transfer_and_noise_tags():
     assert paths.dataset_tag("CIFAR10") == "cifar10" and paths.dataset_tag("data/mnist5k.npz") == "mnist5k"
     assert paths.dataset_tag("/data/my_images/") == "my_images"
+    assert paths.dataset_tag("d/odd+set(1)$x{v}.npz") == "odd+set(1)$x(v)"  # braces would open a wildcard
     assert paths.transfer_tag(SideConfig("svhn", (0, 1, 2, 3, 4)), SideConfig("data/m.npz", (5, 6))) == \
         "svhn_01234-to-m_56"
     assert [paths.noise_tag(n) for n in (0.3, 0.40, 0.5, 1e-3)] == ["0.3", "0.4", "0.5", "0.001"]

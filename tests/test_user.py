@@ -87,7 +87,7 @@ def test_class_subset_renumbers_and_keeps_the_file_rows(tmp_path):
         ({"x": np.zeros((12, 8, 8), np.complex64)}, "dtype complex64"),
         ({"x": np.zeros((12, 8, 8, 2), np.uint8)}, "shape"),
         ({"y": np.arange(11)}, "y has shape"),
-        ({"y": np.arange(12) - 1}, "negative label -1"),
+        ({"y": np.arange(12) - 1}, r"y\[0\] = -1 is a negative label"),
         ({"y": np.linspace(0, 1, 12)}, "non-integer"),
     ],
 )

@@ -207,3 +207,25 @@ def test_another_data_set_is_one_config_file(tmp_path):
     assert "results/noisy/fashionmnist/noise0.4/soseleto/seed2/alpha.csv" in text
     assert "results/tables/kmnist_01234-to-mnist_56789/table2.md" in text
     assert "cifar10" not in text and "svhn" not in text and "appendix_c" not in text
+
+
+def test_data_set_names_with_regex_and_brace_characters(tmp_path):
+    """A data set file named with + ( ) $ { }: its tag is matched literally (escaped in the wildcard
+    regex) and its braces, which would open a wildcard in a path, become parentheses."""
+    import numpy as np
+
+    data = tmp_path / "odd+set(1)$x{v}.npz"
+    g = np.random.default_rng(0)
+    np.savez(data, x=g.integers(0, 255, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 10)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump({
+        "noisy": {"split": {"dataset": str(data), "test_per_class": 1, "n_target": 20}},
+        "transfer": {"source": {"dataset": str(data), "classes": [0, 1, 2, 3, 4]},
+                     "target": {"dataset": str(data), "classes": [5, 6, 7, 8, 9]},
+                     "methods": ["target_only", "soseleto"], "appendix_c": {"enabled": False}}}))
+    out = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/smoke.yaml"), str(odd))
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert "results/data/odd+set(1)$x(v).json" in text
+    assert "results/noisy/odd+set(1)$x(v)/noise0.5/soseleto/seed1/metrics.json" in text
+    assert "results/transfer/odd+set(1)$x(v)_01234-to-odd+set(1)$x(v)_56789/" in text

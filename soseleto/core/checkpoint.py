@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from soseleto.config import plain
+from soseleto.data import validate
 from soseleto.io import atomic_path
 
 
@@ -55,8 +56,25 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, config: A
     state must be (:func:`check_plain`), so that :func:`safe_load` can read them back."""
     full = {**state, "config": plain(config)}
     check_plain(full, f"checkpoint {os.fspath(path)!r}")
-    with atomic_path(path) as tmp:
-        torch.save(full, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(full, f)
+        except RuntimeError as err:  # torch's writer reports a failed write ("unexpected pos") as this
+            cause = _os_error(err)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror) from err  # a full disk: atomic_path names the file
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The ``OSError`` (e.g. ``ENOSPC``) behind ``err``, from its chain of causes, or ``None``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
@@ -64,6 +82,7 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     the file runs. Raises ``ValueError`` naming the path when the file holds anything else
     (a pickled function or object: not a plain checkpoint) or cannot be read (truncated, not a
     checkpoint); ``FileNotFoundError`` when it does not exist."""
+    validate.check_archive(path)  # its declared sizes, before torch reads it
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -91,7 +110,13 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any, map_location: str |
     another config, or when the file cannot be read.
     """
     path = Path(path)
-    state = safe_load(path, map_location)
+    return check_config(safe_load(path, map_location), path, config=config)
+
+
+def check_config(state: Any, path: str | os.PathLike, *, config: Any) -> dict[str, Any]:
+    """``state``, read from the checkpoint ``path``, when it is a state dict written for ``config``;
+    else ``ValueError`` naming the path and the differing keys."""
+    path = Path(path)
     if not isinstance(state, dict):
         # the file's content is wrong, not the type of an argument: a ValueError like the others
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict")  # noqa: TRY004

@@ -31,6 +31,7 @@ from soseleto.config import Schedule
 from soseleto.core.checkpoint import load_checkpoint, save_checkpoint
 from soseleto.core.rng import generator
 from soseleto.core.stop import StopRequest, stop_requests
+from soseleto.io import no_space
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,9 @@ def train(
     device = torch.device(device)
     source = source.to(device)
     target = None if target is None else target.to(device)
-    run = _Run(method, checkpoint, identity, name, schedule.epochs)
+    run = _Run(method, checkpoint, identity, name, schedule.epochs, device=device)
     if checkpoint is not None and os.path.exists(checkpoint):
-        run.resume(device)
+        run.resume()
     started, resumed = time.perf_counter(), len(run.history)
     with stop_requests() as stop:
         while len(run.history) < schedule.epochs:
@@ -166,6 +167,43 @@ def train(
         if stop:  # the signal came during the last steps: the state is saved, but the caller must stop too
             run.halt(stop, None)
     return run.history
+
+
+def runtime(device: torch.device | str, method: Any = None) -> dict[str, Any]:
+    """What changes a run's numbers besides its settings, seed and data, saved with its state: the
+    device (a GPU by its name), torch's CPU threads on a CPU (the reductions of a convolution are
+    split by thread), the floating dtypes of ``method``'s state and the deterministic-algorithms flag."""
+    device = torch.device(device)
+    dtypes: set[str] = set()
+
+    def walk(obj: Any) -> None:
+        if torch.is_tensor(obj):
+            if obj.is_floating_point():
+                dtypes.add(str(obj.dtype).removeprefix("torch."))
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    walk(method.state_dict() if method is not None else None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"device": name, "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "dtypes": sorted(dtypes), "deterministic": torch.are_deterministic_algorithms_enabled()}
+
+
+def runtime_mismatch(saved: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    """``''`` when a state saved under ``saved`` (:func:`runtime`; ``None``: saved before it was
+    recorded) may resume under ``now``, else what differs: ``threads 1 (now 2), ...``."""
+    if not isinstance(saved, dict):
+        return ""
+    keys = sorted(set(saved) | set(now))
+    return ", ".join(f"{k} {_show(saved.get(k))} (now {_show(now.get(k))})" for k in keys if saved.get(k) != now.get(k))
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 @dataclass
@@ -192,21 +230,47 @@ class _Run:
     epochs: int
     history: list[EpochStats] = field(default_factory=list)
     position: _Position | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    saved: int | None = None  # epochs done in the state last saved to (or resumed from) the checkpoint
 
-    def resume(self, device: torch.device) -> None:
-        state = load_checkpoint(self.checkpoint, config=self.identity, map_location=device)
-        self.method.load_state_dict(state)
-        self.history = [EpochStats.from_record(r) for r in state["history"]]
-        saved = state.get("position")  # absent in checkpoints written at epoch ends only
-        if saved is not None:
-            self.position = _Position(int(saved["step"]), saved["sums"].to(device), float(saved["seconds"]))
+    def resume(self) -> None:
+        device, path = self.device, os.fspath(self.checkpoint)
+        state = load_checkpoint(path, config=self.identity, map_location=device)
+        differs = runtime_mismatch(state.get("runtime"), runtime(device, self.method))
+        if differs:
+            raise ValueError(f"{path!r} holds a run started with {differs}: the numbers depend on these, so resuming "
+                             "it here would match neither run; run it again as it started, or delete the file to "
+                             "start afresh")
+        try:
+            self.method.load_state_dict(state)
+            self.history = [EpochStats.from_record(r) for r in state["history"]]
+            saved = state.get("position")  # absent in checkpoints written at epoch ends only
+            if saved is not None:
+                self.position = _Position(int(saved["step"]), saved["sums"].to(device), float(saved["seconds"]))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
+            raise ValueError(f"{path!r} does not hold a state of this run ({type(err).__name__}: {err}); delete it "
+                             "to start afresh") from None
+        self.saved = len(self.history)
         step = f" step {self.position.step}" if self.position else ""
-        log.info("%s: resumed from %s at epoch %d%s", self.name, self.checkpoint, len(self.history) + 1, step)
+        log.info("%s: resumed from %s at epoch %d%s", self.name, path, len(self.history) + 1, step)
 
     def save(self, position: _Position | None) -> None:
+        """Save the state (atomically: a failed save keeps the previous file); a full disk is an
+        ``OSError`` that says which state the kept file holds."""
         state = {**self.method.state_dict(), "epoch": len(self.history), "history": [h.record() for h in self.history],
-                 "position": None if position is None else position.record()}
-        save_checkpoint(state, self.checkpoint, config=self.identity)
+                 "position": None if position is None else position.record(),
+                 "runtime": runtime(self.device, self.method)}
+        try:
+            save_checkpoint(state, self.checkpoint, config=self.identity)
+        except OSError as err:
+            if not no_space(err):
+                raise
+            kept = (f"the state saved after epoch {self.saved} is kept there" if self.saved is not None
+                    else "no earlier state was saved")
+            raise OSError(err.errno, f"no space left on the device while saving the state of {self.name} after epoch "
+                          f"{len(self.history)} to {os.fspath(self.checkpoint)!r}; {kept}: free some space and run "
+                          "the same command again to resume from it") from err
+        self.saved = len(self.history)
 
     def halt(self, stop: StopRequest, position: _Position | None) -> None:
         """Save the state at ``position`` (``None``: an epoch boundary), log where, and raise ``Stopped``."""

@@ -79,9 +79,13 @@ def _file_counts(path: Path) -> tuple[list[float], int]:
     if path.suffix == ".npz" and path.is_file():
         import numpy as np
 
-        with np.load(path) as f:
-            y, shape = f["y"], f["x"].shape
-        return np.bincount(y.astype(int)).tolist(), 1 if len(shape) == 3 else int(shape[-1])
+        from soseleto.data import validate  # headers first: a damaged or oversized file is refused, named
+
+        arrays = validate.inspect_npz(path)
+        if not {"x", "y"} <= set(arrays):
+            raise ValueError(f"{str(path)!r}: needs arrays x and y, has {sorted(arrays)}")
+        y, shape = validate.labels(validate.load_npz(path, keys=("y",))["y"], str(path)), arrays["x"].shape
+        return np.bincount(y).tolist(), 1 if len(shape) == 3 else int(shape[-1])
     if path.is_dir():
         classes = sorted(p for p in path.iterdir() if p.is_dir())
         return [sum(1 for q in c.iterdir() if q.is_file()) for c in classes], 3

@@ -11,60 +11,34 @@ code from the file.
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from soseleto.data import validate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def read_npz(path: str | Path, *, name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Arrays ``x`` ``(N, H, W)`` or ``(N, H, W, C)`` (pixels: see the module docstring) and ``y``
-    ``(N,)`` non-negative integers -> uint8 ``(N, C, H, W)`` and int64 ``(N,)``."""
+    ``(N,)`` non-negative integers -> uint8 ``(N, C, H, W)`` and int64 ``(N,)``. The archive's
+    headers are checked first (:func:`soseleto.data.validate.load_npz`): a damaged or truncated
+    file, an array larger than memory or a decompression bomb is refused before it is read."""
     path = Path(path)
     name = name or str(path)
-    arrays = _arrays(path, name)
-    missing = [k for k in ("x", "y") if k not in arrays]
+    found = validate.inspect_npz(path, name)
+    missing = [k for k in ("x", "y") if k not in found]
     if missing:
-        raise ValueError(f"{name!r}: missing array(s) {missing}; found {sorted(arrays)} (need x: (N, H, W[, C]) uint8, y: (N,) int)")
-    x, y = _pixels(arrays["x"], name), arrays["y"]
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[3] not in (1, 3):
-        raise ValueError(f"{name!r}: x has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C = 1 or 3")
+        raise ValueError(f"{name!r}: missing array(s) {missing}; found {sorted(found)} (need x: (N, H, W[, C]) uint8, y: (N,) int)")
+    arrays = validate.load_npz(path, name, keys=("x", "y"), per_pixel="x")
+    x, y = array_images(arrays["x"], name), arrays["y"]
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{name!r}: y has shape {y.shape} but x has {x.shape[0]} images; expected y of shape ({x.shape[0]},)")
-    if y.size and not np.issubdtype(y.dtype, np.integer) and (
-            not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0)):
-        raise ValueError(f"{name!r}: y has dtype {y.dtype} and non-integer values; expected integer labels")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name!r}: y has a negative label {int(y.min())}; labels must be 0, 1, ...")
-    x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (N, C, H, W)
-    return x_t, torch.from_numpy(y.astype(np.int64))
-
-
-def _arrays(path: Path, name: str) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``, never unpickling (object arrays are refused by name)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {}
-            for key in z.files:
-                try:
-                    arrays[key] = z[key]
-                except ValueError as err:
-                    if "allow_pickle" not in str(err):
-                        raise
-                    raise ValueError(f"{name!r}: array {key!r} holds Python objects (dtype=object), which only "
-                                     "unpickling could load, and soseleto never unpickles data files; save it as "
-                                     "a numeric array (x: uint8 (N, H, W[, C]), y: int (N,))") from None
-    except ValueError as err:
-        if str(err).startswith(repr(name)):
-            raise
-        raise ValueError(f"{name!r}: not a readable .npz file ({err})") from err
-    except OSError as err:
-        raise ValueError(f"{name!r}: not a readable .npz file ({err})") from err
-    return arrays
+    return x, torch.from_numpy(validate.labels(y, name))
 
 
 def _pixels(x: np.ndarray, name: str) -> np.ndarray:
@@ -93,9 +67,17 @@ def _pixels(x: np.ndarray, name: str) -> np.ndarray:
 def list_folder(root: str | Path, *, name: str | None = None) -> tuple[list[Path], list[int], list[str]]:
     """The images of ImageFolder ``root/<class>/<image>`` without reading them: ``(paths, labels,
     class names)``, classes in sorted order, files sorted within each class. Raises ``ValueError``
-    for a root without class folders and a symbolic link that loops or points nowhere."""
+    for a root without class folders, a folder that cannot be listed, a name that is not UTF-8 and
+    a symbolic link that loops or points nowhere."""
     root = Path(root)
     name = name or str(root)
+    try:
+        return _list(root, name)
+    except OSError as err:
+        raise ValueError(f"{name!r}: cannot list {err.filename or str(root)!r} ({err.strerror or err})") from None
+
+
+def _list(root: Path, name: str) -> tuple[list[Path], list[int], list[str]]:
     for entry in root.iterdir():
         _check_link(entry, root, name)
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -103,11 +85,22 @@ def list_folder(root: str | Path, *, name: str | None = None) -> tuple[list[Path
         raise ValueError(f"{name!r}: {str(root)!r} has no class sub-folders (ImageFolder layout: ROOT/CLASS/image.png)")
     paths, labels = [], []
     for label, cls in enumerate(names):
+        _check_text(root / cls, name)
         for f in sorted((root / cls).rglob("*")):
             _check_link(f, root, name)
             if f.suffix.lower() in IMAGE_SUFFIXES:
+                _check_text(f, name)
                 paths.append(f), labels.append(label)
     return paths, labels, names
+
+
+def _check_text(f: Path, name: str) -> None:
+    """Refuse a file or folder name that is not valid UTF-8: weights.csv lists image paths as text."""
+    try:
+        str(f).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name!r}: the name {os.fsencode(f)!r} is not valid UTF-8 text, and weights.csv lists "
+                         "every image path as UTF-8; rename it") from None
 
 
 def read_folder(root: str | Path, *, size: tuple[int, int] | None = None, name: str | None = None):
@@ -119,12 +112,16 @@ def read_folder(root: str | Path, *, size: tuple[int, int] | None = None, name: 
     loops or points nowhere.
     """
     name = name or str(root)
+    size = validate.check_size(size)
     files, labels, names = list_folder(root, name=name)
     images: list[np.ndarray] = []
     mode = None  # of the first image: all gray -> (1, H, W), otherwise RGB
     for f in files:
         arr, mode = read_image(f, mode, size, name)
-        if images and arr.shape != images[0].shape:
+        if not images:  # all of them will be this size: do they fit in memory?
+            validate.check_memory(validate.image_bytes(len(files), arr.shape), name,
+                                  f"reading {len(files)} images of {arr.shape[0]}x{arr.shape[1]} pixels")
+        elif arr.shape != images[0].shape:
             raise ValueError(
                 f"{name!r}: image {str(f)!r} has shape {arr.shape}, {str(files[0])!r} has {images[0].shape} "
                 "(H, W, C); use --size HxW to resize them all"
@@ -140,19 +137,40 @@ def read_folder(root: str | Path, *, size: tuple[int, int] | None = None, name: 
 def read_image(f: str | Path, mode: str | None, size: tuple[int, int] | None, name: str) -> tuple[np.ndarray, str]:
     """One image file as uint8 ``(H, W, C)`` in PIL ``mode`` (``None``: its own, ``L`` for gray, else
     ``RGB``), resized bilinearly to ``size`` (H, W) when given; returns it and that mode. Errors
-    name the set ``name`` and the file."""
-    from PIL import Image, UnidentifiedImageError
+    name the set ``name`` and the file: one that cannot be decoded (whatever PIL raises), one of more
+    pixels than :data:`soseleto.data.validate.MAX_IMAGE_PIXELS` (a decompression bomb: refused
+    from its header, before decoding) and, without ``size``, one wider or taller than
+    :data:`soseleto.data.validate.MAX_SIDE`."""
+    from PIL import Image
 
     try:
-        with Image.open(f) as im:
-            mode = mode or ("L" if im.mode in ("1", "L", "I", "I;16") else "RGB")
-            im = im.convert(mode)
-            if size is not None:
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                check_pixels(im.size, f, name, resized=size is not None)
+                mode = mode or ("L" if im.mode in ("1", "L", "I", "I;16") else "RGB")
+                im = im.convert(mode)
+                if size is not None:
+                    im = im.resize((size[1], size[0]), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+    except ValueError as err:
+        if str(err).startswith(repr(name)):
+            raise
         raise ValueError(f"{name!r}: cannot read image {str(f)!r} ({err})") from err
+    except Exception as err:  # (a damaged file makes PIL raise many types: all mean "unreadable")
+        raise ValueError(f"{name!r}: cannot read image {str(f)!r} ({type(err).__name__}: {err})") from err
     return (arr[..., None] if arr.ndim == 2 else arr), mode
+
+
+def check_pixels(wh: tuple[int, int], f: str | Path, name: str, *, resized: bool) -> None:
+    """Refuse, from its header, an image too large to decode, or (not ``resized``) to train on."""
+    w, h = wh
+    if w * h > validate.MAX_IMAGE_PIXELS:
+        raise ValueError(f"{name!r}: image {str(f)!r} declares {w}x{h} = {w * h:,} pixels, more than the "
+                         f"{validate.MAX_IMAGE_PIXELS:,} soseleto decodes (a decompression bomb?)")
+    if not resized and max(w, h) > validate.MAX_SIDE:
+        raise ValueError(f"{name!r}: image {str(f)!r} is {w}x{h} pixels, wider or taller than the "
+                         f"{validate.MAX_SIDE} a network here trains on; give a size (fit: --size HxW)")
 
 
 def _check_link(f: Path, root: Path, name: str) -> None:
@@ -174,10 +192,9 @@ def read_npz_images(path: str | Path, *, name: str | None = None) -> torch.Tenso
     ``(N, C, H, W)`` by the rules of :func:`read_npz`; any ``y`` is left unchecked."""
     path = Path(path)
     name = name or str(path)
-    arrays = _arrays(path, name)
-    if "x" not in arrays:
-        raise ValueError(f"{name!r}: missing array 'x'; found {sorted(arrays)} (need x: (N, H, W[, C]) uint8)")
-    return array_images(arrays["x"], name)
+    if "x" not in (found := validate.inspect_npz(path, name)):
+        raise ValueError(f"{name!r}: missing array 'x'; found {sorted(found)} (need x: (N, H, W[, C]) uint8)")
+    return array_images(validate.load_npz(path, name, keys=("x",), per_pixel="x")["x"], name)
 
 
 def array_images(x: np.ndarray, name: str) -> torch.Tensor:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,20 +34,44 @@ class LazyFiles:
     shape: tuple[int, int, int]
 
     @classmethod
-    def probe(cls, first: str, *, mode: str | None = None, size: tuple[int, int] | None = None) -> LazyFiles:
+    def probe(cls, first: str, *, mode: str | None = None, size: tuple[int, int] | None = None,
+              name: str | None = None) -> LazyFiles:
         """The decoding of a set whose first image file is ``first``: ``mode`` (``None``: gray when that
-        image is gray, else RGB: the rule of ``read_folder``), ``size``, and the shape it gives."""
-        arr, mode = files.read_image(first, mode, size, first)
+        image is gray, else RGB: the rule of ``read_folder``), ``size``, and the shape it gives.
+        ``name``: the set, for errors (default: the file)."""
+        arr, mode = files.read_image(first, mode, size, name or first)
         return cls(mode, size, (arr.shape[2], arr.shape[0], arr.shape[1]))
 
 
-def list_folder(root: str | Path) -> tuple[list[str], torch.Tensor, list[str]]:
+def list_folder(root: str | Path, *, name: str | None = None) -> tuple[list[str], torch.Tensor, list[str]]:
     """ImageFolder ``root/<class>/<image>`` without reading images: ``(paths, labels (N,), class names)``,
     in the order of :func:`soseleto.data.files.read_folder` (sorted classes, sorted files)."""
-    found, labels, names = files.list_folder(root)
+    found, labels, names = files.list_folder(root, name=name)
     if not found:
-        raise ValueError(f"{str(root)!r} holds no images ({', '.join(files.IMAGE_SUFFIXES)})")
+        raise ValueError(f"{name or str(root)!r} holds no images ({', '.join(files.IMAGE_SUFFIXES)})")
     return [str(f) for f in found], torch.as_tensor(labels, dtype=torch.int64), names
+
+
+def check_headers(paths: Sequence[str], lazy: LazyFiles, *, name: str) -> None:
+    """Read the header of every file (not its pixels, about 20 us a file) and refuse, naming it, one
+    that is no image, one too large to decode, or (without a size) one of another size than the
+    set's: before training, not when an epoch reaches it."""
+    from PIL import Image
+
+    for f in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    w, h = im.size
+        except Exception:  # decoding it names the error
+            files.read_image(f, lazy.mode, lazy.size, name)
+            raise
+        files.check_pixels((w, h), f, name, resized=lazy.size is not None)
+        if lazy.size is None and (h, w) != lazy.shape[1:]:
+            raise ValueError(f"{name!r}: image {f!r} is {h}x{w} pixels (H x W), the set's first image "
+                             f"{paths[0]!r} {lazy.shape[1]}x{lazy.shape[2]}; give a size (fit: --size HxW) "
+                             "to resize them all")
 
 
 def decode(path: str, *, mode: str, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -63,7 +88,12 @@ def sample(paths: Sequence[str], *, mode: str, size: tuple[int, int] | None = No
     pick = range(len(paths))
     if len(paths) > limit:
         pick = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:limit].sort().values.tolist()
-    return torch.stack([decode(paths[i], mode=mode, size=size) for i in pick])
+    images = [decode(paths[i], mode=mode, size=size) for i in pick]
+    for i, img in zip(pick, images):
+        if img.shape != images[0].shape:
+            raise ValueError(f"image {paths[i]!r} has shape {tuple(img.shape)} (C, H, W), {paths[pick[0]]!r} has "
+                             f"{tuple(images[0].shape)}; give a size (fit: --size HxW) to resize them all")
+    return torch.stack(images)
 
 
 def files_fingerprint(paths: Sequence[str], y: torch.Tensor) -> str:
@@ -148,4 +178,21 @@ class StreamedImages:
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
         # uint8 crosses to the device (a quarter of float32's bytes) and is standardised there
-        return (to_float(x.to(self.device, non_blocking=True), mean=self.mean, std=self.std) for x in loader)
+        return (to_float(x.to(self.device, non_blocking=True), mean=self.mean, std=self.std) for x in _named(loader))
+
+
+def _named(loader: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """``loader``'s batches; a worker's ``ValueError`` (an image that cannot be decoded) is raised
+    again with its own one-line message, which names the file, without the worker's traceback."""
+    it = iter(loader)
+    while True:
+        try:
+            x = next(it)
+        except StopIteration:
+            return
+        except ValueError as err:
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            if len(lines) < 2 or "DataLoader worker" not in lines[0]:
+                raise
+            raise ValueError(lines[-1].removeprefix("ValueError: ")) from None
+        yield x

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from soseleto.data import builtin, files, images, sets, stream
+from soseleto.data import builtin, files, images, sets, stream, validate
 
 _CLASSES = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
@@ -109,13 +109,14 @@ def load_set(spec: SetSpec | str, *, data_dir: str | Path = "data", download: bo
     after the class subset or its labels are not non-negative integers.
     """
     spec = parse_spec(spec) if isinstance(spec, str) else spec
+    size = validate.check_size(size)
     names = paths = None
     if spec.kind == "torchvision":
         x, y = sets.load_torchvision(spec.location, spec.split, data_dir, download=download)
         n_classes = sets.DATASETS[spec.location].n_classes
     elif spec.kind == "npz":
         x, y = files.read_npz(spec.location, name=spec.text)
-        n_classes = int(y.max()) + 1 if len(y) else 0
+        n_classes = validate.class_count(y.numpy(), spec.text)
     else:
         x, y, names, paths = files.read_folder(spec.location, size=size, name=spec.text)
         n_classes = len(names)
@@ -135,11 +136,13 @@ def load_streamed(spec: SetSpec | str, *, size: tuple[int, int] | None = None, g
     if spec.kind != "folder":
         raise ValueError(f"{spec.text!r}: only an ImageFolder can be streamed from disk; a {spec.kind} set is "
                          "read into memory (leave out --stream)")
-    paths, y, names = stream.list_folder(spec.location)
+    size = validate.check_size(size)
+    paths, y, names = stream.list_folder(spec.location, name=spec.text)
     n_rows = len(y)
     index, original, y, n_classes, names = _keep_classes(spec, y, len(names), names)
     paths = [paths[i] for i in index.tolist()]
-    lazy = stream.LazyFiles.probe(paths[0], mode="L" if gray else None, size=size)
+    lazy = stream.LazyFiles.probe(paths[0], mode="L" if gray else None, size=size, name=spec.text)
+    stream.check_headers(paths, lazy, name=spec.text)  # now, not when training reaches the file
     return ImageSet(spec, None, y, n_classes, index, original, names, paths, n_rows, lazy)
 
 
@@ -166,7 +169,15 @@ def harmonise(sets: list[ImageSet], *, gray: bool = False, size: tuple[int, int]
               like: ImageSet | None = None) -> None:
     """Bring every set to one image shape, in place: ``gray`` converts RGB to luminance, ``size``
     resizes to (H, W). ``like``: a streamed set (already converted while decoding) whose shape the
-    others must end with. Raises ``ValueError`` naming the sets whose shapes then still differ."""
+    others must end with. Raises ``ValueError`` naming the sets whose shapes then still differ, and
+    a ``size`` too large (:func:`soseleto.data.validate.check_size`) or whose images would not fit
+    in memory."""
+    size = validate.check_size(size)
+    for s in sets:
+        if size is not None and tuple(s.x.shape[2:]) != tuple(size):
+            c = 1 if gray else s.x.shape[1]
+            validate.check_memory(validate.image_bytes(len(s), (c, *size)), s.spec.text,
+                                  f"resizing its {len(s)} images to {size[0]}x{size[1]}")
     for s in sets:
         if gray and s.x.shape[1] != 1:
             s.x = images.to_gray_resized(s.x, size or tuple(s.x.shape[2:]))

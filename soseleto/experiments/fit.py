@@ -33,18 +33,19 @@ import torch
 import torch.nn.functional as F
 
 from soseleto.config import FIT_MODES, SoseletoConfig, to_dict
-from soseleto.core.checkpoint import discard, load_checkpoint, safe_load, save_checkpoint
+from soseleto.core.checkpoint import check_config, discard, safe_load, save_checkpoint
 from soseleto.core.device import resolve_device
-from soseleto.core.loop import EpochStats, Labeled, train
+from soseleto.core.loop import EpochStats, Labeled, runtime, runtime_mismatch, train
 from soseleto.core.models import build, build_classifier, build_features
 from soseleto.core.soseleto import Soseleto
+from soseleto.data import validate
 from soseleto.data.images import channel_stats, class_balanced_indices, to_float
 from soseleto.data.stream import StreamedImages, files_fingerprint, sample
 from soseleto.data.user import ImageSet, check_labels, harmonise, load_set, load_streamed
 from soseleto.experiments import fit_model
-from soseleto.experiments.fit_session import (RESUME_NAME, Progress, check_out, fingerprint, is_terminal,
-                                            no_space, out_lock, run_identity)
-from soseleto.io import provenance, write_csv, write_json
+from soseleto.experiments.fit_session import (RESUME_NAME, STAGING_PREFIX, Progress, check_model_state, check_out,
+                                            check_shapes, fingerprint, is_terminal, out_lock, run_identity)
+from soseleto.io import no_space, provenance, write_csv, write_json
 from soseleto.metrics import detection_metrics
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,12 @@ def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str
     trainer, tensors = _trainer(problem, cfg, model=model, seed=seed, device=dev, workers=workers)
     settings = {"mode": mode_name(cfg), "model": model, "seed": seed, "trainer": to_dict(cfg)}
     ident = run_identity(settings, {n: _fingerprint(getattr(problem, n)) for n in ("source", "target", "test")})
+    sets = {"source": problem.source.spec.text, "target": problem.target.spec.text,
+            "test": problem.test.spec.text if problem.test else None}
     with out_lock(out):
         resume = out / RESUME_NAME
-        done = _resumable(resume, ident, out)
+        done = _resumable(resume, ident, out, trainer)
+        _rehearse(out, trainer, problem, {**settings, **sets}, tensors["stats"], device=str(dev))
         _announce(problem, cfg, model=model, device=dev, resume=resume if done else None, done=done)
         history = _train(trainer, tensors, cfg, seed=seed, device=dev, resume=resume, identity=ident,
                          on_epoch=on_epoch, done=done)
@@ -167,9 +171,8 @@ def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str
             history, n_source_classes=problem.n_source_classes, source_batch=cfg.source_batch,
             n_source=len(problem.source), loss_scale=cfg.loss_scale, test_y=problem.test.y if problem.test else None)
         metrics["warnings"] += learned
-        settings = {**settings, "source": problem.source.spec.text, "target": problem.target.spec.text,
-                    "test": problem.test.spec.text if problem.test else None}
-        _write(out, trainer, problem, weights, metrics, settings, tensors["stats"], device=str(dev), resume=resume)
+        _write(out, trainer, problem, weights, metrics, {**settings, **sets}, tensors["stats"], device=str(dev),
+               resume=resume)
         discard(resume)
     fit_model.announce(learned)
     return metrics
@@ -181,16 +184,31 @@ def _fingerprint(s: ImageSet | None) -> str | None:
     return fingerprint(s.x, s.y) if s.x is not None else files_fingerprint(s.paths, s.y)
 
 
-def _resumable(resume: Path, identity: dict, out: Path) -> int:
+def _resumable(resume: Path, identity: dict, out: Path, trainer: Soseleto) -> int:
     """Epochs already done by the unfinished run in ``out`` (0 without one); raises ``ValueError``
-    when its resume file was written for other settings or data."""
+    when its resume file was written for other settings or data, or under another thread count,
+    device, dtype or deterministic-algorithms setting (:func:`soseleto.core.loop.runtime`)."""
     if not resume.exists():
         return 0
     try:
-        state = load_checkpoint(resume, config=identity)
+        state = safe_load(resume)
+    except ValueError as err:
+        raise ValueError(f"--out {str(out)!r} holds a resume file that cannot be read: {err}; delete it to start "
+                         "afresh, or choose another --out") from None
+    try:
+        state = check_config(state, resume, config=identity)
     except ValueError as err:
         raise ValueError(f"--out {str(out)!r} holds an unfinished run of other settings or data: {err} "
                          f"(or choose another --out)") from None
+    saved = state.get("runtime")
+    differs = runtime_mismatch(saved, runtime(trainer.device, trainer))
+    if differs:
+        way = [f"--threads {saved['threads']}"] if saved.get("threads") not in (None, torch.get_num_threads()) else []
+        way += [f"on the device it started on ({saved['device']})"] if saved.get("device") != runtime(trainer.device)["device"] else []
+        raise ValueError(f"--out {str(out)!r} holds an unfinished run started with {differs}: its numbers depend on "
+                         "these (on a CPU the thread count splits every sum), so resuming it here would match neither "
+                         f"run. Resume it with the same command {' and '.join(way) or 'in the same setting'}; or choose "
+                         f"another --out, or delete {str(resume)!r} to start afresh")
     return len(state.get("history", []))
 
 
@@ -300,31 +318,59 @@ def _write(out: Path, trainer: Soseleto, problem: Problem, weights: pd.DataFrame
            stats: tuple, *, device: str, resume: Path) -> None:
     """Write the three outputs (and the provenance sidecar) into a staging folder, then move them into
     ``out`` together: a full disk or any other failure leaves none of them, and the resume file."""
-    prov = json.loads(json.dumps(provenance(settings, device=device), default=str))  # plain values only
-    staging = out / f".staging-{os.getpid()}"
+    staging = out / f"{STAGING_PREFIX}{os.getpid()}"
     names = ("weights.csv", "weights.csv.provenance.json", "model.pt", "metrics.json")
     try:
-        write_csv(weights.drop(columns="position"), staging / "weights.csv", prov=prov)
-        save_checkpoint({
-            "features": trainer.features.state_dict(), "source_head": trainer.source_head.state_dict(),
-            "target_head": None if trainer.shared else trainer.target_head.state_dict(),
-            "in_shape": list(problem.source.shape), "n_source_classes": problem.n_source_classes,
-            "n_target_classes": problem.n_target_classes, "mean": stats[0], "std": stats[1], "provenance": prov,
-            **fit_model.preprocessing(problem, shared=trainer.shared),
-        }, staging / "model.pt", config=settings)
-        write_json(metrics, staging / "metrics.json", prov=prov)
+        _stage(staging, trainer, problem, weights, metrics, settings, stats, device=device)
         for name in names:
             os.replace(staging / name, out / name)
     except OSError as err:
         if no_space(err):
             raise OSError(err.errno, f"no space left on the device while writing the outputs into {str(out)!r} "
-                          f"({err}); none of them was written. The trained state stays in {str(resume)!r}: run the "
+                          f"({err.strerror or err}); none of them was written. The trained state stays in {str(resume)!r}: run the "
                           "same command again once there is space and it only writes them") from err
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("test accuracy %s; wrote %s", percent(metrics["test_accuracy"]),
              ", ".join(str(out / f) for f in ("weights.csv", "model.pt", "metrics.json")))
+
+
+def _rehearse(out: Path, trainer: Soseleto, problem: Problem, settings: dict, stats: tuple, *, device: str) -> None:
+    """Write the outputs of the untrained state into a staging folder and remove them, before the first
+    epoch: whatever would make the final write fail (a path that is not UTF-8 text, a value that is
+    not plain, no space even for them, a folder that cannot be written) fails now, with nothing trained."""
+    staging = out / f"{STAGING_PREFIX}{os.getpid()}"
+    weights = weights_table(problem.source, trainer.alpha.detach().cpu())
+    try:
+        _stage(staging, trainer, problem, weights, {"warnings": list(problem.warnings)}, settings, stats, device=device)
+    except OSError as err:
+        if no_space(err):
+            raise OSError(err.errno, f"no space left on the device for the outputs in {str(out)!r} "
+                          f"({err.strerror or err}); nothing was trained: free some space and run the same command "
+                          "again") from err
+        raise ValueError(f"--out {str(out)!r}: the outputs cannot be written there ({err.strerror or err}); nothing "
+                         "was trained") from err
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--out {str(out)!r}: the outputs of this run could not be written ({err}); nothing was "
+                         "trained") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(staging: Path, trainer: Soseleto, problem: Problem, weights: pd.DataFrame, metrics: dict, settings: dict,
+           stats: tuple, *, device: str) -> None:
+    """``weights.csv`` (+ its provenance), ``model.pt`` and ``metrics.json`` in ``staging``."""
+    prov = json.loads(json.dumps(provenance(settings, device=device), default=str))  # plain values only
+    write_csv(weights.drop(columns="position"), staging / "weights.csv", prov=prov)
+    save_checkpoint({
+        "features": trainer.features.state_dict(), "source_head": trainer.source_head.state_dict(),
+        "target_head": None if trainer.shared else trainer.target_head.state_dict(),
+        "in_shape": list(problem.source.shape), "n_source_classes": problem.n_source_classes,
+        "n_target_classes": problem.n_target_classes, "mean": stats[0], "std": stats[1], "provenance": prov,
+        **fit_model.preprocessing(problem, shared=trainer.shared),
+    }, staging / "model.pt", config=settings)
+    write_json(metrics, staging / "metrics.json", prov=prov)
 
 
 def weights_table(source: ImageSet, alpha: torch.Tensor, loss: torch.Tensor | None = None) -> pd.DataFrame:
@@ -355,13 +401,12 @@ def read_true_labels(path: str | os.PathLike, source: ImageSet) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"--true-labels {str(path)!r}: no such file")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        y = loaded["y"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
-    except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"--true-labels {str(path)!r}: expected a .npy array or an .npz with an array 'y' ({err})") from None
-    y = np.asarray(y)
+        y = validate.load_labels_file(path, str(path))
+    except ValueError as err:
+        raise ValueError(f"--true-labels: {err} (expected a .npy array or an .npz with an array 'y')") from None
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"--true-labels {str(path)!r}: expected a 1-D integer array, got {y.dtype} of shape {y.shape}")
+    y = validate.labels(y, f"--true-labels {path}")
     n = source.n_rows if source.n_rows is not None else len(source)
     if len(y) != n:
         raise ValueError(f"--true-labels {str(path)!r} has {len(y)} labels but the source {source.spec.text!r} has "
@@ -378,17 +423,20 @@ def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.
     that stores anything but tensors and plain values (e.g. a pickled function) is refused with a
     ``ValueError`` naming it, and none of its code runs."""
     state = safe_load(path, map_location=device)
-    if not isinstance(state, dict) or not {"config", "features", "in_shape"} <= set(state):
-        raise ValueError(f"{os.fspath(path)!r} is not a model.pt written by soseleto fit")
-    cfg = state["config"]
-    features, dim = build_features(cfg["model"], tuple(state["in_shape"]))
-    features.load_state_dict(state["features"])
-    if state["target_head"] is None:
-        head = build_classifier(dim, state["n_source_classes"])
-        head.load_state_dict(state["source_head"])
-    else:
-        head = build_classifier(dim, state["n_target_classes"])
-        head.load_state_dict(state["target_head"])
+    shape, model, k = check_model_state(state, os.fspath(path))
+    head_state = state["source_head"] if state["target_head"] is None else state["target_head"]
+    try:
+        with torch.device("meta"):  # the network's shapes, nothing allocated: they must be the file's
+            meta, dim = build_features(model, shape)
+            check_shapes(meta.state_dict(), state["features"], "features", path)
+            check_shapes(build_classifier(dim, k).state_dict(), head_state, "the head", path)
+        features, dim = build_features(model, shape)
+        features.load_state_dict(state["features"])
+        head = build_classifier(dim, k)
+        head.load_state_dict(head_state)
+    except (RuntimeError, TypeError) as err:  # e.g. an image smaller than the network's kernels
+        raise ValueError(f"{os.fspath(path)!r}: not a model.pt written by soseleto fit: its network {model} for "
+                         f"images {shape} cannot be built ({str(err).splitlines()[0] if str(err) else err!r})") from None
     return features.to(device).eval(), head.to(device).eval(), state
 
 

@@ -1,5 +1,6 @@
 # Image data sets: one job per data set loads (and, with data.download, downloads) every split
 # before any job reads them, so parallel jobs never race to download the same files.
+import re
 
 
 rule dataset:
@@ -8,7 +9,7 @@ rule dataset:
     log:
         "logs/data/{dataset}.log",
     wildcard_constraints:
-        dataset="|".join(DATASETS),
+        dataset="|".join(map(re.escape, DATASETS)),  # names may hold + ( ) $ ...
     conda:
         ENV
     resources:
