@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from soseleto import __version__, logs
-from soseleto.config import FIT_MODES, MODELS, BenchConfig, SoseletoConfig, SyntheticConfig, from_mapping
+from soseleto.config import FIT_MODES, MODELS, BenchConfig, FitConfig, SoseletoConfig, SyntheticConfig, from_mapping
 from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
 
 # soseleto fit's training options: flag -> field of SoseletoConfig (defaults and meanings come from there)
@@ -52,53 +52,66 @@ example:
 
 
 def fit_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``soseleto fit`` options; training defaults are :class:`~soseleto.config.SoseletoConfig`'s."""
-    p.add_argument("--source", required=True, help="source set: NAME:SPLIT[:CLASSES], FILE.npz[:CLASSES] or FOLDER[:CLASSES]")
-    p.add_argument("--target", required=True, help="small clean target set, same forms")
-    p.add_argument("--test", help="held-out test set with the target's labels (optional)")
-    p.add_argument("--target-per-class", type=int, metavar="N", help="keep N random target samples per class")
-    p.add_argument("--mode", required=True, choices=FIT_MODES,
-                   help="noisy: one classifier, same labels (noisy source); transfer: separate heads")
-    p.add_argument("--out", required=True, help="output directory for weights.csv, model.pt, metrics.json")
-    p.add_argument("--model", choices=MODELS, default="auto", help="feature network; auto: LeNet for gray "
-                   "images, CIFAR-10 Quick for colour ones, and images whose smaller side is under the one that "
-                   "network is made for (28 px for LeNet, 32 px for CIFAR-10 Quick) are first scaled up, bilinear "
-                   "and keeping their aspect ratio, until it is (model.pt keeps that resize for soseleto predict); "
-                   "a named network must take the images as they are (lenet: at least 16 px, cifar_quick: 8 px) "
-                   "(default: %(default)s)")
-    fields = {f.name: f for f in dataclasses.fields(SoseletoConfig)}
+    """The ``soseleto fit`` options: :class:`~soseleto.config.FitConfig`'s fields, training ones
+    :class:`~soseleto.config.SoseletoConfig`'s; meanings and defaults come from there."""
+    fit = {f.name: f for f in dataclasses.fields(FitConfig)}
+
+    def option(flag: str, name: str, **kw) -> None:
+        f = fit[name]
+        default = "" if f.default in ("", None) or kw.get("required") else " (default: %(default)s)"
+        kw.setdefault("help", f.metadata["doc"] + default)
+        p.add_argument(flag, dest=name, default=f.default, **kw)
+
+    option("--source", "source", required=True)
+    option("--target", "target", required=True)
+    option("--test", "test")
+    option("--target-per-class", "target_per_class", type=_positive, metavar="N")
+    option("--mode", "mode", required=True, choices=FIT_MODES)
+    option("--out", "out", required=True)
+    option("--model", "model", choices=MODELS, help="feature network; auto: LeNet for gray images, CIFAR-10 Quick for "
+           "colour ones, and images whose smaller side is under the one that network is made for (28 px for LeNet, "
+           "32 px for CIFAR-10 Quick) are first scaled up, bilinear and keeping their aspect ratio, until it is "
+           "(model.pt keeps that resize for soseleto predict); a named network must take the images as they are "
+           "(lenet: at least 16 px, cifar_quick: 8 px) (default: %(default)s)")
+    trainer = {f.name: f for f in dataclasses.fields(SoseletoConfig)}
     for flag, name in TRAINER_FLAGS.items():
-        f = fields[name]
+        f = trainer[name]
         p.add_argument(flag, dest=name, type=type(f.default), default=f.default,
                        help=f"{f.metadata['doc']} (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="draws the initial weights, the batches and "
-                   "--target-per-class (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N (default: %(default)s)")
-    p.add_argument("--threads", type=_positive, metavar="N", help="CPU threads of torch (default: torch's own choice)")
-    p.add_argument("--data-dir", default="data", help="where torchvision sets live (default: %(default)s)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                   help="download missing torchvision sets into --data-dir (needs internet)")
-    p.add_argument("--gray", action="store_true", help="convert RGB images to gray (e.g. SVHN -> MNIST)")
-    p.add_argument("--size", type=_size, help="resize every image to HxW (or N for NxN)")
-    p.add_argument("--stream", action="store_true",
-                   help="read the source (an ImageFolder) from disk batch by batch instead of into memory: for "
-                        "sets larger than memory; same batches and results as in memory (normalisation statistics "
-                        "from at most 2,048 of its images)")
-    p.add_argument("--workers", type=_non_negative, default=2, metavar="N",
-                   help="with --stream: processes that decode images, 0 = none besides the main one (default: %(default)s)")
-    p.add_argument("--true-labels", metavar="FILE",
-                   help="the source's true labels (.npy 1-D integer array, or .npz with array y; one per source "
-                        "sample, before :CLASSES): score alpha as a detector of the mislabeled samples")
-    p.add_argument("--flag-threshold", type=float, default=0.1,
-                   help="with --true-labels: flag (suspect) source samples with alpha below this (default: %(default)s)")
+    option("--seed", "seed", type=_non_negative)
+    option("--device", "device")
+    option("--threads", "threads", type=_positive, metavar="N")
+    option("--data-dir", "data_dir")
+    option("--download", "download", action=argparse.BooleanOptionalAction)
+    option("--gray", "gray", action="store_true")
+    option("--size", "size", type=_size, help="resize every image to HxW (or N for NxN)")
+    option("--stream", "stream", action="store_true",
+           help="read the source (an ImageFolder) from disk batch by batch instead of into memory: for sets larger "
+                "than memory; same batches and results as in memory (normalisation statistics from at most 2,048 "
+                "of its images)")
+    option("--workers", "workers", type=_non_negative, metavar="N")
+    option("--true-labels", "true_labels", metavar="FILE",
+           help="the source's true labels (.npy 1-D integer array, or .npz with array y; one per source sample, "
+                "before :CLASSES): score alpha as a detector of the mislabeled samples")
+    option("--flag-threshold", "flag_threshold", type=float)
+
+
+def fit_config(args: argparse.Namespace) -> FitConfig:
+    """The :class:`~soseleto.config.FitConfig` of ``soseleto fit``'s parsed flags."""
+    trainer = SoseletoConfig(**{name: getattr(args, name) for name in TRAINER_FLAGS.values()},
+                             shared_classifier=args.mode == "noisy")
+    names = [f.name for f in dataclasses.fields(FitConfig) if f.name != "trainer"]
+    return FitConfig(**{name: getattr(args, name) for name in names}, trainer=trainer)
 
 
 def _fit(args: argparse.Namespace) -> int:
-    cfg = SoseletoConfig(**{name: getattr(args, name) for name in TRAINER_FLAGS.values()},
-                         shared_classifier=args.mode == "noisy")
     from soseleto.experiments import fit
 
-    return fit.main(args, cfg)
+    cfg = fit_config(args)
+    metrics = fit.run(cfg)
+    print(f"test accuracy: {fit.percent(metrics['test_accuracy'])}  target accuracy: "
+          f"{fit.percent(metrics['target_accuracy'])}  outputs: {cfg.out}")
+    return 0
 
 
 def predict_arguments(p: argparse.ArgumentParser) -> None:
@@ -303,7 +316,7 @@ _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
 def _size(text: str) -> tuple[int, int]:
-    from soseleto.data.validate import MAX_SIDE
+    from soseleto.validate import MAX_SIDE
 
     h, _, w = text.lower().partition("x")
     try:

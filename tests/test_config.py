@@ -221,3 +221,21 @@ def test_a_partial_nested_section_keeps_the_parent_default():
     cfg = from_mapping(SyntheticConfig, {"trainer": {"epochs": 3}})
     assert cfg.trainer == dataclasses.replace(SyntheticConfig().trainer, epochs=3)  # the paper's synthetic settings
     assert from_mapping(TransferConfig, {"soseleto": {"epochs": 1}}).soseleto.shared_classifier is False
+
+
+def test_fit_config_states_fit_defaults_once_and_checks_the_mode():
+    from soseleto.cli import build_parser, fit_config
+    from soseleto.config import FitConfig
+
+    args = build_parser().parse_args(["fit", "--mode", "transfer", "--source", "s.npz", "--target", "t.npz",
+                                      "--out", "o", "--size", "16"])
+    cfg = fit_config(args)
+    assert cfg.trainer.shared_classifier is False and cfg.size == (16, 16)
+    defaults = FitConfig(source="s.npz", target="t.npz", out="o", mode="transfer", size=(16, 16),
+                         trainer=cfg.trainer)
+    assert cfg == defaults  # every flag's default is the dataclass's
+    assert defaults.flag_threshold == 0.1 and defaults.workers == 2 and defaults.data_dir == "data"
+    with pytest.raises(ValueError, match="trainer.shared_classifier=True is invalid: expected False in transfer mode"):
+        FitConfig(source="s", target="t", out="o", mode="transfer")
+    with pytest.raises(ValueError, match="source='' is invalid"):
+        FitConfig(target="t", out="o")

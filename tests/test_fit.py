@@ -228,7 +228,7 @@ def _cfg(epochs=5):
 def test_a_killed_run_resumes_to_the_same_result_bit_for_bit(sets, tmp_path, capsys):
     from soseleto.experiments import fit
 
-    fit.run(_problem(sets), tmp_path / "whole", cfg=_cfg(), device="cpu")
+    fit.fit_problem(_problem(sets), tmp_path / "whole", cfg=_cfg(), device="cpu")
 
     def kill_after_epoch_2(stats):
         if stats.epoch == 2:
@@ -236,10 +236,10 @@ def test_a_killed_run_resumes_to_the_same_result_bit_for_bit(sets, tmp_path, cap
 
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        fit.run(_problem(sets), out, cfg=_cfg(), device="cpu", on_epoch=kill_after_epoch_2)
+        fit.fit_problem(_problem(sets), out, cfg=_cfg(), device="cpu", on_epoch=kill_after_epoch_2)
     assert (out / ".resume.pt").exists() and not (out / "weights.csv").exists() and not (out / ".lock").exists()
     capsys.readouterr()
-    fit.run(_problem(sets), out, cfg=_cfg(), device="cpu")  # the same command again
+    fit.fit_problem(_problem(sets), out, cfg=_cfg(), device="cpu")  # the same command again
     err = capsys.readouterr().err
     assert "resuming the unfinished run" in err and "after epoch 2/5" in err
     assert "fit: epoch 1/5" not in err and "fit: epoch 3/5" in err
@@ -260,7 +260,7 @@ def test_a_resume_file_of_other_settings_is_refused(sets, tmp_path, capsys):
 
     out = tmp_path / "fit"
     with pytest.raises(KeyboardInterrupt):
-        fit.run(_problem(sets), out, cfg=_cfg(), device="cpu", on_epoch=kill)
+        fit.fit_problem(_problem(sets), out, cfg=_cfg(), device="cpu", on_epoch=kill)
     before = sorted(p.name for p in out.iterdir())
     capsys.readouterr()
     assert _fit(sets, out, "--seed", "1") == 2
@@ -357,16 +357,16 @@ def test_a_really_full_disk_keeps_the_last_resume_file(sets, tmp_path, small_dis
     from soseleto.experiments import fit
 
     small = {"model": "mlp"}  # a network whose resume file fits the 3 MiB disk twice
-    fit.run(_problem(sets), tmp_path / "whole", cfg=_cfg(4), device="cpu", **small)
+    fit.fit_problem(_problem(sets), tmp_path / "whole", cfg=_cfg(4), device="cpu", **small)
     out = small_disk.path / "fit"
     with pytest.raises(OSError, match=r"no space left on the device while saving the state of fit after epoch 3 to "
                        r".*\.resume\.pt'; the state saved after epoch 2 is kept there") as err:
-        fit.run(_problem(sets), out, cfg=_cfg(4), device="cpu", on_epoch=_fill_after(small_disk, 2), **small)
+        fit.fit_problem(_problem(sets), out, cfg=_cfg(4), device="cpu", on_epoch=_fill_after(small_disk, 2), **small)
     assert err.value.errno == 28
     assert sorted(p.name for p in out.iterdir()) == [".resume.pt"]  # no temporary file, no lock
     assert len(torch.load(out / ".resume.pt", weights_only=True)["history"]) == 2
     small_disk.empty()
-    fit.run(_problem(sets), out, cfg=_cfg(4), device="cpu", **small)
+    fit.fit_problem(_problem(sets), out, cfg=_cfg(4), device="cpu", **small)
     pd.testing.assert_frame_equal(pd.read_csv(out / "weights.csv"), pd.read_csv(tmp_path / "whole/weights.csv"))
 
 
@@ -375,7 +375,7 @@ def test_a_really_full_disk_at_the_final_write(sets, tmp_path, small_disk, capsy
 
     out = small_disk.path / "fit"
     with pytest.raises(OSError, match="while writing the outputs into .*none of them was written"):
-        fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu", on_epoch=_fill_after(small_disk, 3), model="mlp")
+        fit.fit_problem(_problem(sets), out, cfg=_cfg(3), device="cpu", on_epoch=_fill_after(small_disk, 3), model="mlp")
     assert sorted(p.name for p in out.iterdir()) == [".resume.pt"]
     small_disk.empty()
     capsys.readouterr()
@@ -454,7 +454,7 @@ def test_a_run_stopped_under_one_thread_count_resumes_only_under_it(sets, tmp_pa
     try:
         torch.set_num_threads(1)
         with pytest.raises(KeyboardInterrupt):
-            fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu", on_epoch=kill)
+            fit.fit_problem(_problem(sets), out, cfg=_cfg(3), device="cpu", on_epoch=kill)
         capsys.readouterr()
         assert _fit(sets, out, "--threads", "2") == 2
         err = capsys.readouterr().err
@@ -592,7 +592,7 @@ def test_sigterm_mid_epoch_resumes_bit_for_bit(sets, tmp_path, monkeypatch):
     from soseleto.core.soseleto import Soseleto
     from soseleto.experiments import fit
 
-    fit.run(_problem(sets), tmp_path / "whole", cfg=_cfg(3), device="cpu")
+    fit.fit_problem(_problem(sets), tmp_path / "whole", cfg=_cfg(3), device="cpu")
     real, calls = Soseleto.step, []
 
     def step(self, *batch):
@@ -604,10 +604,10 @@ def test_sigterm_mid_epoch_resumes_bit_for_bit(sets, tmp_path, monkeypatch):
     monkeypatch.setattr(Soseleto, "step", step)
     out = tmp_path / "killed"
     with pytest.raises(SystemExit) as info:
-        fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu")
+        fit.fit_problem(_problem(sets), out, cfg=_cfg(3), device="cpu")
     assert info.value.code == 143 and sorted(p.name for p in out.iterdir()) == [".resume.pt"]  # lock released
     monkeypatch.undo()
-    fit.run(_problem(sets), out, cfg=_cfg(3), device="cpu")
+    fit.fit_problem(_problem(sets), out, cfg=_cfg(3), device="cpu")
     pd.testing.assert_frame_equal(pd.read_csv(out / "weights.csv"), pd.read_csv(tmp_path / "whole/weights.csv"))
 
 

@@ -19,7 +19,8 @@ from PIL import Image
 from soseleto import cli
 from soseleto.config import DataConfig, Schedule
 from soseleto.core.loop import train
-from soseleto.data import files, validate
+from soseleto import validate
+from soseleto.data import files
 from soseleto.data.user import load_set, load_streamed
 from soseleto.experiments import fit
 from soseleto.cost import work

@@ -106,6 +106,46 @@ class PeerConfig(Section):
     noise_lr_scale: float = opt(10.0, "noise_layer: step of Q's logits as a multiple of lr_p", gt=0)
 
 
+# -- soseleto fit ----------------------------------------------------------------------------------------
+SET_DOC = "NAME:SPLIT[:CLASSES] (a torchvision set), mnist5k[:CLASSES], FILE.npz[:CLASSES] or FOLDER[:CLASSES]"
+
+
+@dataclass(frozen=True)
+class FitConfig(Section):
+    """``soseleto fit``: SOSELETO on the user's own sets (``soseleto fit --help`` says each in full).
+    ``source``, ``target``, ``mode`` and ``out`` have no default."""
+
+    source: str = opt("", f"the large (noisy, or other-task) source set: {SET_DOC}", min_length=1)
+    target: str = opt("", "the small clean target set, in the same forms", min_length=1)
+    mode: str = opt("noisy", "noisy: one classifier, the same labels (noisy source); transfer: separate heads",
+                    choices=FIT_MODES)
+    out: str = opt("", "output folder for weights.csv, model.pt and metrics.json", min_length=1)
+    test: str | None = opt(None, "a held-out test set with the target's labels", min_length=1)
+    target_per_class: int | None = opt(None, "keep this many random target samples per class", ge=1)
+    model: str = opt("auto", "the feature network; auto: LeNet for gray images, CIFAR-10 Quick for colour ones, "
+                             "images under the size that network is made for scaled up to it", choices=MODELS)
+    trainer: SoseletoConfig = opt(SoseletoConfig(), "the optimiser, batches, epochs and alpha; shared_classifier "
+                                                    "follows mode")
+    seed: int = opt(0, "draws the initial weights, the batches and target_per_class", ge=0)
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda, cuda:N", pattern=DEVICE_PATTERN)
+    threads: int | None = opt(None, "CPU threads of torch; null: torch's own choice", ge=1)
+    data_dir: str = opt("data", "where torchvision sets live (and are downloaded to)", min_length=1)
+    download: bool = opt(False, "download missing torchvision sets into data_dir (needs internet)")
+    gray: bool = opt(False, "convert RGB images to gray (e.g. SVHN -> MNIST)")
+    size: tuple[int, ...] | None = opt(None, "resize every image to (H, W)", min_items=2, ge=1, le=4096)
+    stream: bool = opt(False, "read the source (an ImageFolder) from disk batch by batch instead of into memory")
+    workers: int = opt(2, "with stream: processes that decode images, 0 = none besides the main one", ge=0)
+    true_labels: str | None = opt(None, "the source's true labels (.npy, or .npz with y): score alpha as a "
+                                        "detector of the mislabeled samples", min_length=1)
+    flag_threshold: float = opt(registry.get("noisy", "soseleto").threshold,
+                                "with true_labels: flag the source samples whose alpha is below this", ge=0)
+
+    def check(self) -> None:
+        require("size", self.size is None or len(self.size) == 2, self.size, "(H, W)")
+        require("trainer.shared_classifier", self.trainer.shared_classifier == (self.mode == "noisy"),
+                self.trainer.shared_classifier, f"{self.mode == 'noisy'} in {self.mode} mode")
+
+
 # -- experiments ---------------------------------------------------------------------------------------
 SEEDS = {"min_items": 1, "unique": True, "ge": 0}
 

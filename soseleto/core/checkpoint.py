@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from soseleto.config import plain
-from soseleto.data import validate
+from soseleto import validate
 from soseleto.io import atomic_path
 
 

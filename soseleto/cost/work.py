@@ -79,7 +79,7 @@ def _file_counts(path: Path) -> tuple[list[float], int]:
     if path.suffix == ".npz" and path.is_file():
         import numpy as np
 
-        from soseleto.data import validate  # headers first: a damaged or oversized file is refused, named
+        from soseleto import validate  # headers first: a damaged or oversized file is refused, named
 
         arrays = validate.inspect_npz(path)
         if not {"x", "y"} <= set(arrays):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soseleto.data import validate
+from soseleto import validate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from soseleto.data import builtin, files, images, sets, stream, validate
+from soseleto import validate
+from soseleto.data import builtin, files, images, sets, stream
 
 _CLASSES = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 

@@ -17,14 +17,12 @@ outputs are written atomically at the end, so a failed run leaves no half-writte
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +30,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from soseleto.config import FIT_MODES, SoseletoConfig, to_dict
+from soseleto.config import FIT_MODES, FitConfig, SoseletoConfig, to_dict
 from soseleto.core.checkpoint import check_config, discard, safe_load, save_checkpoint
 from soseleto.core.device import resolve_device
 from soseleto.core.loop import EpochStats, Labeled, runtime, runtime_mismatch, train
 from soseleto.core.models import build, build_classifier, build_features
 from soseleto.core.soseleto import Soseleto
-from soseleto.data import validate
+from soseleto import validate
 from soseleto.data.images import channel_stats, class_balanced_indices, to_float
 from soseleto.data.stream import StreamedImages, files_fingerprint, sample
 from soseleto.data.user import ImageSet, check_labels, harmonise, load_set, load_streamed
 from soseleto.experiments import fit_model
+from soseleto.experiments.fit_model import Problem
 from soseleto.experiments.fit_session import (RESUME_NAME, STAGING_PREFIX, Progress, check_model_state, check_out,
                                             check_shapes, fingerprint, is_terminal, out_lock, run_identity)
 from soseleto.io import no_space, provenance, write_csv, write_json
@@ -53,25 +52,10 @@ log = logging.getLogger(__name__)
 MODES = FIT_MODES
 
 
-@dataclass
-class Problem:
-    """The checked inputs of one fit: sets of one image shape, labels within their classifier."""
-
-    source: ImageSet
-    target: ImageSet
-    test: ImageSet | None
-    n_source_classes: int
-    n_target_classes: int
-    warnings: list[str] = field(default_factory=list)  # logged, and listed in metrics.json
-    gray: bool = False  # RGB images were made gray (--gray)
-    size: tuple[int, int] | None = None  # every image was resized to (H, W) (--size)
-    image_shape: tuple[int, int, int] | None = None  # (C, H, W) before model_size, set by fit_model.choose
-    model_size: tuple[int, int] | None = None  # then resized for the network (model auto: fit_model.choose)
-
-
-def prepare(source: str, target: str, test: str | None, *, mode: str, data_dir: str | Path = "data",
-            download: bool = False, gray: bool = False, size: tuple[int, int] | None = None,
-            target_per_class: int | None = None, seed: int = 0, stream: bool = False) -> Problem:
+def prepare(source: str, target: str, test: str | None, *, mode: str, data_dir: str | Path = FitConfig.data_dir,
+            download: bool = FitConfig.download, gray: bool = FitConfig.gray, size: tuple[int, int] | None = None,
+            target_per_class: int | None = None, seed: int = FitConfig.seed, stream: bool = FitConfig.stream
+            ) -> Problem:
     """Load and check the three sets. ``noisy``: one classifier, so target and test labels must be
     source classes, and every target class must have source samples; ``transfer``: test labels
     must be target classes. ``target_per_class`` keeps that many random target samples of each
@@ -134,9 +118,25 @@ def class_warnings(src: ImageSet, tgt: ImageSet, k_t: int, *, mode: str) -> list
     return warnings
 
 
-def run(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str = "auto", seed: int = 0,
-        device: str = "auto", true_labels: np.ndarray | None = None, flag_threshold: float = 0.1,
-        on_epoch: Callable[[EpochStats], None] | None = None, workers: int = 2) -> dict:
+def run(cfg: FitConfig, *, on_epoch: Callable[[EpochStats], None] | None = None) -> dict:
+    """``soseleto fit``: check ``cfg.out`` (before the data are read), load and check the sets
+    (:func:`prepare`), then train and write the outputs (:func:`fit_problem`); returns the metrics."""
+    check_out(cfg.out)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    problem = prepare(cfg.source, cfg.target, cfg.test, mode=cfg.mode, data_dir=cfg.data_dir, download=cfg.download,
+                      gray=cfg.gray, size=cfg.size, target_per_class=cfg.target_per_class, seed=cfg.seed,
+                      stream=cfg.stream)
+    true_labels = None if cfg.true_labels is None else read_true_labels(cfg.true_labels, problem.source)
+    return fit_problem(problem, cfg.out, cfg=cfg.trainer, model=cfg.model, seed=cfg.seed, device=cfg.device,
+                       true_labels=true_labels, flag_threshold=cfg.flag_threshold, on_epoch=on_epoch,
+                       workers=cfg.workers)
+
+
+def fit_problem(problem: Problem, outdir: str | Path, *, cfg: SoseletoConfig, model: str = FitConfig.model,
+                seed: int = FitConfig.seed, device: str = FitConfig.device, true_labels: np.ndarray | None = None,
+                flag_threshold: float = FitConfig.flag_threshold, on_epoch: Callable[[EpochStats], None] | None = None,
+                workers: int = FitConfig.workers) -> dict:
     """Train SOSELETO on ``problem`` and write ``weights.csv``, ``model.pt``, ``metrics.json`` to ``outdir``.
 
     ``model``: ``auto`` (which may scale small images up first) or a network that takes the
@@ -438,22 +438,6 @@ def load_fitted(path: str | os.PathLike, *, device: str = "cpu") -> tuple[torch.
         raise ValueError(f"{os.fspath(path)!r}: not a model.pt written by soseleto fit: its network {model} for "
                          f"images {shape} cannot be built ({str(err).splitlines()[0] if str(err) else err!r})") from None
     return features.to(device).eval(), head.to(device).eval(), state
-
-
-def main(args: argparse.Namespace, cfg: SoseletoConfig) -> int:
-    """Entry point of ``soseleto fit`` (its options: :func:`soseleto.cli.fit_arguments`)."""
-    check_out(args.out)  # before the data are read
-    if getattr(args, "threads", None) is not None:
-        torch.set_num_threads(args.threads)
-    problem = prepare(args.source, args.target, args.test, mode=args.mode, data_dir=args.data_dir,
-                      download=args.download, gray=args.gray, size=args.size,
-                      target_per_class=args.target_per_class, seed=args.seed, stream=args.stream)
-    true_labels = None if args.true_labels is None else read_true_labels(args.true_labels, problem.source)
-    metrics = run(problem, args.out, cfg=cfg, model=args.model, seed=args.seed, device=args.device,
-                  true_labels=true_labels, flag_threshold=args.flag_threshold, workers=args.workers)
-    print(f"test accuracy: {percent(metrics['test_accuracy'])}  target accuracy: {percent(metrics['target_accuracy'])}  "
-          f"outputs: {args.out}")
-    return 0
 
 
 def percent(accuracy: float | None) -> str:

@@ -1,10 +1,12 @@
-"""``soseleto fit``: which network a fit trains and on what image size, what ``model.pt`` keeps of
-the preprocessing for ``soseleto predict``, and the warnings of a run that did not learn."""
+"""``soseleto fit``: the checked inputs of a fit (:class:`Problem`), which network it trains and on
+what image size, what ``model.pt`` keeps of the preprocessing for ``soseleto predict``, and the
+warnings of a run that did not learn."""
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -14,9 +16,24 @@ from soseleto.data.user import ImageSet, harmonise
 
 if TYPE_CHECKING:
     from soseleto.core.loop import EpochStats
-    from soseleto.experiments.fit import Problem
 
 log = logging.getLogger(__name__)
+
+@dataclass
+class Problem:
+    """The checked inputs of one fit: sets of one image shape, labels within their classifier."""
+
+    source: ImageSet
+    target: ImageSet
+    test: ImageSet | None
+    n_source_classes: int
+    n_target_classes: int
+    warnings: list[str] = field(default_factory=list)  # logged, and listed in metrics.json
+    gray: bool = False  # RGB images were made gray (--gray)
+    size: tuple[int, int] | None = None  # every image was resized to (H, W) (--size)
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W) before model_size, set by fit_model.choose
+    model_size: tuple[int, int] | None = None  # then resized for the network (model auto: fit_model.choose)
+
 
 # a source loss within this fraction of ln K never left chance level
 CHANCE_LOSS = 0.9

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from soseleto.data import validate
+from soseleto import validate
 
 log = logging.getLogger(__name__)
 
