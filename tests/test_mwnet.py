@@ -63,7 +63,8 @@ def test_weights_lie_in_their_range():
 
 def test_one_step_moves_theta_and_psi_and_records_the_weights():
     f, h = mlp(k=3)
-    method = MWNet(f, h, paired_config(lr_p=0.1, momentum=0.9), PeerConfig(mwnet_hidden=16), n_source=6, seed=0)
+    options = PeerConfig(mwnet_hidden=16, mwnet_normalize=False)  # the recorded weight is V itself
+    method = MWNet(f, h, paired_config(lr_p=0.1, momentum=0.9), options, n_source=6, seed=0)
     theta = [p.clone() for p in [*f.parameters(), *h.parameters()]]
     psi = [p.clone() for p in method.vnet.parameters()]
     xs, ys = batch2d(4, seed=1)
@@ -139,8 +140,7 @@ def test_flipped_labels_get_lower_scores():
     flipped = torch.rand(400, generator=g) < 0.3
     noisy = torch.where(flipped, 1 - ys, ys)
     f, h = mlp(k=2, hidden=16)
-    method = MWNet(f, h, paired_config(lr_p=0.1, momentum=0.9), PeerConfig(),
-                   n_source=400, seed=0)
+    method = MWNet(f, h, paired_config(lr_p=0.1, momentum=0.9), PeerConfig(), n_source=400, seed=0)
     train(method, Labeled(xs, noisy), Labeled(*blobs(40)), schedule=Schedule(4, 32, 20), seed=0)
     auroc = roc_auc_score(~flipped.numpy(), method.scores())  # clean = positive, higher score = cleaner
     assert auroc > 0.9

@@ -105,7 +105,8 @@ class PeerConfig(Section):
     mwnet_hidden: int = opt(100, "mwnet: width of the weight net's hidden layer (1-hidden-1, ReLU, sigmoid)", ge=1)
     mwnet_lr: float = opt(1e-3, "mwnet: Adam step of the weight net", gt=0)
     mwnet_weight_decay: float = opt(1e-4, "mwnet: L2 penalty of the weight net, added to its gradient", ge=0)
-    mwnet_normalize: bool = opt(False, "mwnet: divide the weights by their batch sum (false: by the batch size)")
+    mwnet_normalize: bool = opt(True, "mwnet: divide the weights by their batch sum (false: by the batch size, as in "
+                                      "the authors' later code)")
 
 
 # -- experiments ---------------------------------------------------------------------------------------
