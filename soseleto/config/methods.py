@@ -169,6 +169,8 @@ _noisy("joint", "joint training", run="soseleto.methods.joint:run", step="joint"
        reference="the weighted sum of source and target losses (SOSELETO paper, section 3)")
 _noisy("l2rw", "Learning to Reweight", run="soseleto.methods.l2rw:run", scores="scores", step="l2rw", **_PEER,
        **_BILEVEL, threshold=0.5, reference="Ren et al., ICML 2018")
+_noisy("mwnet", "Meta-Weight-Net", run="soseleto.methods.mwnet:run", scores="scores", step="mwnet", **_PEER,
+       **_BILEVEL, threshold=0.5, reference="Shu et al., NeurIPS 2019")
 _noisy("glc", "Gold Loss Correction", run="soseleto.methods.correction:run_glc", step="glc", **_PEER,
        passes=(("source", "noisy.peers.glc_noisy_epochs"), ("union", None)), runtime=480,
        reference="Hendrycks et al., NeurIPS 2018")

@@ -104,6 +104,11 @@ class PeerConfig(Section):
     noise_init_diag: float = opt(0.9, "noise_layer: initial diagonal of Q", gt=0, lt=1)
     noise_trace: float = opt(0.1, "noise_layer: weight of the tr(Q) penalty", ge=0)
     noise_lr_scale: float = opt(10.0, "noise_layer: step of Q's logits as a multiple of lr_p", gt=0)
+    mwnet_hidden: int = opt(100, "mwnet: width of the weight net's hidden layer (1-hidden-1, ReLU, sigmoid)", ge=1)
+    mwnet_lr: float = opt(1e-3, "mwnet: Adam step of the weight net", gt=0)
+    mwnet_weight_decay: float = opt(1e-4, "mwnet: L2 penalty of the weight net, added to its gradient", ge=0)
+    mwnet_normalize: bool = opt(True, "mwnet: divide the weights by their batch sum (false: by the batch size, as in "
+                                      "the authors' later code)")
 
 
 # -- soseleto fit ----------------------------------------------------------------------------------------

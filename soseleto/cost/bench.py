@@ -58,6 +58,7 @@ from soseleto.io import provenance, write_csv
 from soseleto.methods.correction import union_method
 from soseleto.methods.joint import Joint
 from soseleto.methods.l2rw import L2RW
+from soseleto.methods.mwnet import MWNet
 from soseleto.paths import STEP_COST_CSV
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ CHECK_TOL = 1e-6  # max relative error of the alpha change, float64
 COMPILE_FACTOR, COMPILE_FLOOR = 10.0, 1e-4
 LR_P, MOMENTUM = 1e-3, 0.9
 # the peers' steps, timed beside the plain and the SOSELETO step (columns <step>_ms, <step>_ratio, ...)
-PEER_STEPS = ("joint", "l2rw", "glc", "noise_layer")
+PEER_STEPS = ("joint", "l2rw", "mwnet", "glc", "noise_layer")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class Case:
             method = Joint(features, head, cfg, target_weight=PeerConfig().target_weight)
         elif kind == "l2rw":
             method = L2RW(features, head, cfg, n_source=self.n_source, device=self.device)
+        elif kind == "mwnet":
+            method = MWNet(features, head, cfg, n_source=self.n_source, device=self.device)
         elif kind in ("glc", "noise_layer"):  # a step on source + target: every other sample trusted
             trusted = torch.arange(self.n_source, device=self.device) % 2 == 0
             method = union_method(kind, features, head, cfg, PeerConfig(), trusted=trusted, n_classes=self.n_classes)

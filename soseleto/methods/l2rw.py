@@ -54,9 +54,9 @@ def l2rw_weights(
     return losses, w, loss_t.detach()
 
 
-class L2RW(PlainSGD):
-    """Per-sample weights from the clean gradient each step; accumulates each sample's normalised
-    weight for the detection score (see the module docstring)."""
+class Reweighting(PlainSGD):
+    """A network stepped on weighted source losses, keeping each sample's weight for the detection
+    score: the base of L2RW and Meta-Weight-Net."""
 
     def __init__(self, features: nn.Module, head: nn.Module, cfg: SGDConfig, *, n_source: int,
                  device: torch.device | str = "cpu"):
@@ -64,15 +64,14 @@ class L2RW(PlainSGD):
         self.weight_sum = torch.zeros(n_source, dtype=torch.float64, device=device)
         self.draws = torch.zeros(n_source, dtype=torch.float64, device=device)
 
-    def step(self, xs, ys, idx, xt, yt) -> tuple[torch.Tensor, torch.Tensor]:
-        self.features.train(), self.head.train()
-        losses, w, loss_t = l2rw_weights(self.features, self.head, xs, ys, xt, yt)
+    def weighted_step(self, losses: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> None:
+        """An optimiser step on ``sum_j w_j l_j`` (``losses`` attached, ``w`` detached, both
+        ``(B,)``), recording ``|b| * w_j`` for the samples ``idx``."""
         self.optimizer.zero_grad(set_to_none=True)
         (w * losses).sum().backward()
         self.optimizer.step()
         self.weight_sum[idx] += len(idx) * w.to(self.weight_sum.dtype)
         self.draws[idx] += 1
-        return losses.detach().mean(), loss_t
 
     def scores(self) -> np.ndarray:
         """``(n_source,)`` mean normalised weight per sample (0 for never-drawn samples)."""
@@ -86,10 +85,28 @@ class L2RW(PlainSGD):
         self.weight_sum.copy_(state["weight_sum"]), self.draws.copy_(state["draws"])
 
 
+class L2RW(Reweighting):
+    """Per-sample weights from the clean gradient each step; accumulates each sample's normalised
+    weight for the detection score (see the module docstring)."""
+
+    def step(self, xs, ys, idx, xt, yt) -> tuple[torch.Tensor, torch.Tensor]:
+        self.features.train(), self.head.train()
+        losses, w, loss_t = l2rw_weights(self.features, self.head, xs, ys, xt, yt)
+        self.weighted_step(losses, w, idx)
+        return losses.detach().mean(), loss_t
+
+
+def train_reweighting(method: Reweighting, source: Labeled, target: Labeled, cfg: PairedConfig, *, seed: int,
+                      device: torch.device, **common: Any) -> RunResult:
+    """Train a reweighting method with the clean target as its meta set; scores:
+    :meth:`Reweighting.scores`, ``extra['draws']``: how often each source sample was drawn
+    (``common``: see :func:`soseleto.core.loop.train`)."""
+    history = train(method, source, target, schedule=cfg.schedule, seed=seed, device=device, **common)
+    return RunResult(history, method.scores(), {"draws": method.draws.cpu().numpy()})
+
+
 def run(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: PairedConfig,
         options: Any = None, *, seed: int, device: torch.device, **common: Any) -> RunResult:
-    """L2RW with the clean target as its meta set; scores: :meth:`L2RW.scores`, ``extra['draws']``:
-    how often each source sample was drawn (``common``: see :func:`soseleto.core.loop.train`)."""
+    """L2RW (see :func:`train_reweighting`)."""
     l2rw = L2RW(features, head, cfg, n_source=len(source), device=device)
-    history = train(l2rw, source, target, schedule=cfg.schedule, seed=seed, device=device, **common)
-    return RunResult(history, l2rw.scores(), {"draws": l2rw.draws.cpu().numpy()})
+    return train_reweighting(l2rw, source, target, cfg, seed=seed, device=device, **common)
