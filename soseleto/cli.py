@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from soseleto import __version__, logs
-from soseleto.config import FIT_MODES, MODELS, BenchConfig, FitConfig, SoseletoConfig, SyntheticConfig, from_mapping
+from soseleto.config import FIT_MODES, MODEL_CHOICES, BenchConfig, FitConfig, SoseletoConfig, SyntheticConfig, from_mapping
 from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
 
 # soseleto fit's training options: flag -> field of SoseletoConfig (defaults and meanings come from there)
@@ -68,7 +68,7 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
     option("--target-per-class", "target_per_class", type=_positive, metavar="N")
     option("--mode", "mode", required=True, choices=FIT_MODES)
     option("--out", "out", required=True)
-    option("--model", "model", choices=MODELS, help="feature network; auto: LeNet for gray images, CIFAR-10 Quick for "
+    option("--model", "model", choices=MODEL_CHOICES, help="feature network; auto: LeNet for gray images, CIFAR-10 Quick for "
            "colour ones, and images whose smaller side is under the one that network is made for (28 px for LeNet, "
            "32 px for CIFAR-10 Quick) are first scaled up, bilinear and keeping their aspect ratio, until it is "
            "(model.pt keeps that resize for soseleto predict); a named network must take the images as they are "

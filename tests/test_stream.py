@@ -11,7 +11,7 @@ from PIL import Image
 
 from soseleto.data.files import read_folder
 from soseleto.data.images import channel_stats, to_float
-from soseleto.data.stream import StreamedImages, list_folder
+from soseleto.data.stream import StreamedImages, folder_index
 
 
 def write_folder(root, n_per_class=6, classes=("cat", "dog", "owl"), size=(10, 12), seed=0):
@@ -26,7 +26,7 @@ def write_folder(root, n_per_class=6, classes=("cat", "dog", "owl"), size=(10, 1
 def test_list_folder_matches_read_folder_order(tmp_path):
     root = write_folder(tmp_path / "imgs")
     _, y, names, paths = read_folder(root)
-    lp, ly, lnames = list_folder(root)
+    lp, ly, lnames = folder_index(root)
     assert lp == paths and lnames == names and torch.equal(ly, y)
 
 
@@ -57,7 +57,7 @@ def test_an_image_of_another_size_is_named(tmp_path):
     root = write_folder(tmp_path / "imgs")
     odd = root / "owl" / "zzz.png"
     Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(odd)
-    paths, y, _ = list_folder(root)
+    paths, y, _ = folder_index(root)
     s = StreamedImages(paths, y, mean=torch.zeros(3), std=torch.ones(3), workers=0)
     with pytest.raises(ValueError, match="zzz.png.*shape"):
         list(s.batches([torch.arange(len(y))]))
@@ -65,7 +65,7 @@ def test_an_image_of_another_size_is_named(tmp_path):
 
 def test_to_keeps_the_files_and_moves_the_labels(tmp_path):
     root = write_folder(tmp_path / "imgs")
-    paths, y, _ = list_folder(root)
+    paths, y, _ = folder_index(root)
     s = StreamedImages(paths, y, mean=torch.zeros(3), std=torch.ones(3), workers=0)
     t = s.to("cpu")
     assert t is not s and t.paths == s.paths and t.y.device.type == "cpu" and len(t) == len(s) == 18
@@ -73,10 +73,10 @@ def test_to_keeps_the_files_and_moves_the_labels(tmp_path):
 
 def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="no class sub-folders"):
-        list_folder(tmp_path)
+        folder_index(tmp_path)
     (tmp_path / "a").mkdir()
     with pytest.raises(ValueError, match="holds no images"):
-        list_folder(tmp_path)
+        folder_index(tmp_path)
     with pytest.raises(ValueError, match="2 image paths but 1 labels"):
         StreamedImages(["a.png", "b.png"], torch.zeros(1, dtype=torch.int64), mean=torch.zeros(1), std=torch.ones(1))
 

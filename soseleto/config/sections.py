@@ -11,7 +11,7 @@ from soseleto.config.fields import Section, opt, require
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"
 FIT_MODES = ("noisy", "transfer")  # soseleto fit --mode
-MODELS = ("auto", "mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18")
+MODEL_CHOICES = ("auto", "mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18")  # config values: auto + core.models.MODELS
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class FitConfig(Section):
     test: str | None = opt(None, "a held-out test set with the target's labels", min_length=1)
     target_per_class: int | None = opt(None, "keep this many random target samples per class", ge=1)
     model: str = opt("auto", "the feature network; auto: LeNet for gray images, CIFAR-10 Quick for colour ones, "
-                             "images under the size that network is made for scaled up to it", choices=MODELS)
+                             "images under the size that network is made for scaled up to it", choices=MODEL_CHOICES)
     trainer: SoseletoConfig = opt(SoseletoConfig(), "the optimiser, batches, epochs and alpha; shared_classifier "
                                                     "follows mode")
     seed: int = opt(0, "draws the initial weights, the batches and target_per_class", ge=0)
@@ -236,7 +236,7 @@ class TransferConfig(Section):
                                            "class (the same for every run) are, and the others besides the labelled "
                                            "target are the unlabelled pool of two-stage SOSELETO", ge=1)
     image_size: int = opt(28, "every image is made gray (if the target is) and this size", ge=8)
-    model: str = opt("auto", "feature network; auto: by image shape (LeNet for gray images)", choices=MODELS)
+    model: str = opt("auto", "feature network; auto: by image shape (LeNet for gray images)", choices=MODEL_CHOICES)
     soseleto: SoseletoConfig = opt(SoseletoConfig(shared_classifier=False), "SOSELETO, transfer mode")
     target_only: PlainConfig = opt(PlainConfig(), "plain SGD on the target images")
     pretrain: PlainConfig = opt(PlainConfig(), "fine-tuning, first half: plain SGD on the source")
@@ -300,7 +300,7 @@ class NoisyConfig(Section):
     methods: tuple[str, ...] = opt(registry.names("noisy", rows=("paper",)), "methods to run "
                                    "(soseleto/config/methods.py)", min_items=1, unique=True, choices=_noisy_methods)
     split: NoisySplitConfig = opt(NoisySplitConfig(), "the data set and its split")
-    model: str = opt("auto", "feature network; auto: by image shape (CIFAR-10 Quick for colour images)", choices=MODELS)
+    model: str = opt("auto", "feature network; auto: by image shape (CIFAR-10 Quick for colour images)", choices=MODEL_CHOICES)
     trainer: SoseletoConfig = opt(SoseletoConfig(), "SOSELETO (noisy-label mode)")
     baseline: PlainConfig = opt(PlainConfig(), "plain SGD on the noisy source")
     finetune: PlainConfig = opt(PlainConfig(), "the noisy baseline trained further on the clean target")

@@ -38,7 +38,7 @@ from soseleto.config import BenchConfig
 from soseleto.paths import SHARE_COST_CSV
 
 log = logging.getLogger(__name__)
-MODELS = BenchConfig.__dataclass_fields__["models"].metadata["choices"]
+BENCH_MODELS = BenchConfig.__dataclass_fields__["models"].metadata["choices"]
 
 KINDS = ("plain", "soseleto")
 WARMUP = 3  # steps before the timed window (allocator, cuDNN autotuning, lazy initialisation)
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
 
     d = BenchConfig()
     p = argparse.ArgumentParser(prog="python -m soseleto.cost.share", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(d.models), help="networks (default: %(default)s)")
+    p.add_argument("--models", nargs="+", choices=BENCH_MODELS, default=list(d.models), help="networks (default: %(default)s)")
     p.add_argument("--jobs", nargs="+", type=int, default=list(d.share_jobs),
                    help="jobs side by side (default: %(default)s)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="steps (default: %(default)s)")

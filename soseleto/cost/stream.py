@@ -55,10 +55,10 @@ def measure(root: str | Path, *, n: int, method: str, steps: int, batch: int, wo
     from soseleto.core.loop import Labeled
     from soseleto.core.models import build
     from soseleto.core.soseleto import Soseleto
-    from soseleto.data.stream import StreamedImages, list_folder
+    from soseleto.data.stream import StreamedImages, folder_index
     from soseleto.methods.plain import PlainSGD
 
-    paths, y, _ = list_folder(root)
+    paths, y, _ = folder_index(root)
     keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n].sort().values
     source = StreamedImages([paths[i] for i in keep.tolist()], y[keep], mean=torch.tensor([0.5]),
                             std=torch.tensor([0.25]), workers=workers)

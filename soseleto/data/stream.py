@@ -43,9 +43,9 @@ class LazyFiles:
         return cls(mode, size, (arr.shape[2], arr.shape[0], arr.shape[1]))
 
 
-def list_folder(root: str | Path, *, name: str | None = None) -> tuple[list[str], torch.Tensor, list[str]]:
-    """ImageFolder ``root/<class>/<image>`` without reading images: ``(paths, labels (N,), class names)``,
-    in the order of :func:`soseleto.data.files.read_folder` (sorted classes, sorted files)."""
+def folder_index(root: str | Path, *, name: str | None = None) -> tuple[list[str], torch.Tensor, list[str]]:
+    """ImageFolder ``root/<class>/<image>`` as streaming needs it, without reading images: ``(paths as
+    strings, labels (N,) tensor, class names)``, in the order of :func:`soseleto.data.files.read_folder` (sorted classes, sorted files)."""
     found, labels, names = files.list_folder(root, name=name)
     if not found:
         raise ValueError(f"{name or str(root)!r} holds no images ({', '.join(files.IMAGE_SUFFIXES)})")

@@ -138,7 +138,7 @@ def load_streamed(spec: SetSpec | str, *, size: tuple[int, int] | None = None, g
         raise ValueError(f"{spec.text!r}: only an ImageFolder can be streamed from disk; a {spec.kind} set is "
                          "read into memory (leave out --stream)")
     size = validate.check_size(size)
-    paths, y, names = stream.list_folder(spec.location, name=spec.text)
+    paths, y, names = stream.folder_index(spec.location, name=spec.text)
     n_rows = len(y)
     index, original, y, n_classes, names = _keep_classes(spec, y, len(names), names)
     paths = [paths[i] for i in index.tolist()]
