@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+TOP_K = (100, 500)  # precision among the k most suspect samples: what a reviewer checks by hand
+
 
 def detection_metrics(
     scores: np.ndarray,
@@ -19,8 +21,10 @@ def detection_metrics(
     threshold: float | None = None,
     flagged: np.ndarray | None = None,
     higher_is_clean: bool = True,
+    top: tuple[int, ...] = TOP_K,
 ) -> dict[str, float]:
-    """Precision, recall and F1 of the flagged set, AUROC and average precision of the ranking.
+    """Precision, recall and F1 of the flagged set, AUROC, average precision and precision among the
+    ``k`` most suspect samples of the ranking.
 
     Parameters
     ----------
@@ -32,13 +36,17 @@ def detection_metrics(
         Flag ``scores < threshold`` (``> threshold`` when ``higher_is_clean=False``).
     flagged : (N,) bool, optional
         The flagged set itself (e.g. cleanlab's mask), instead of ``threshold``.
+    top
+        The ``k`` of ``precision_at_<k>``: the fraction of corrupted samples among the ``k`` lowest
+        scores (a reviewer who checks ``k`` samples by hand; ties broken by sample order; NaN when
+        ``k > N``).
 
     Returns
     -------
     dict with ``precision``, ``recall``, ``f1``, ``auroc``, ``average_precision``, ``n_flagged``,
     ``n_noisy``, ``threshold`` (NaN when ``flagged`` was given), ``correct`` (the fraction of
     samples accounted for correctly: clean kept + corrupted flagged, the paper's 98.4% in section
-    4.1) and ``clean_kept`` (clean samples not flagged / clean samples). Undefined values are NaN:
+    4.1), ``clean_kept`` (clean samples not flagged / clean samples) and ``precision_at_<k>``. Undefined values are NaN:
     precision with nothing flagged, recall/AUROC/AP without corrupted (or without clean) samples.
     """
     scores = np.asarray(scores, dtype=float)
@@ -71,7 +79,17 @@ def detection_metrics(
         "threshold": float("nan") if threshold is None else float(threshold),
         "correct": (tp + kept_clean) / len(noisy),
         "clean_kept": kept_clean / n_clean if n_clean else float("nan"),
+        **{f"precision_at_{k}": precision_at(suspicion, noisy, k) for k in top},
     }
+
+
+def precision_at(suspicion: np.ndarray, noisy: np.ndarray, k: int) -> float:
+    """The fraction of ``noisy`` among the ``k`` samples of highest ``suspicion`` (stable order on
+    ties); NaN when there are fewer than ``k`` samples."""
+    if k > len(suspicion):
+        return float("nan")
+    order = np.argsort(-suspicion, kind="stable")[:k]
+    return float(noisy[order].mean())
 
 
 def threshold_curve(scores: np.ndarray, noisy: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:

@@ -55,9 +55,12 @@ def noise_tag(noise: float) -> str:
     return f"{float(noise):g}"
 
 
-def detection_runs(methods, noise_tags, seeds, *, run: str, cleanlab: bool = True) -> list[dict[str, Any]]:
-    """The runs that score the source, in table order: ``noise``, ``method``, ``seed`` and ``path``
-    (``run`` is the run directory pattern with ``{noise}``, ``{method}``, ``{seed}``).
+def detection_runs(methods, noise_tags, seeds, *, run: str, bench: str | None = None,
+                   cleanlab: bool = True) -> list[dict[str, Any]]:
+    """The runs that score the source, in table order: ``noise``, ``method``, ``seed``, ``path``
+    (``run`` is the run directory pattern with ``{noise}``, ``{method}``, ``{seed}``) and, with
+    ``bench`` (the same fields), ``benchmark``: the Snakemake benchmark file of the job, whose CPU
+    time is the detector's cost.
 
     The detectors of the registry (:func:`soseleto.config.methods.detectors`) among ``methods``;
     ``cleanlab`` (the noisy baseline's detector) when ``noisy_baseline`` is and ``cleanlab`` is true.
@@ -65,5 +68,11 @@ def detection_runs(methods, noise_tags, seeds, *, run: str, cleanlab: bool = Tru
     files = {m.name: f"/{m.scores}.csv" for m in registry.detectors("noisy") if m.name in methods}
     if cleanlab and "noisy_baseline" in methods:
         files["cleanlab"] = "/scores.csv"
-    return [{"noise": float(n), "method": m, "seed": int(s), "path": run.format(noise=n, method=m, seed=s) + file}
-            for n in noise_tags for m, file in files.items() for s in seeds]
+    runs = []
+    for n in noise_tags:
+        for m, file in files.items():
+            for s in seeds:
+                key = {"noise": n, "method": m, "seed": s}
+                runs.append({"noise": float(n), "method": m, "seed": int(s), "path": run.format(**key) + file,
+                             **({"benchmark": bench.format(**key)} if bench else {})})
+    return runs

@@ -67,7 +67,11 @@ def test_write_label_errors_table_markdown_and_figure(tmp_path):
                 extra = {"flagged": score < 0.3} if method == "cleanlab" else {}
                 path = tmp_path / f"{noise}_{method}_{seed}.csv"
                 _frame(column, score, wrong, **extra).to_csv(path, index=False)
-                runs.append({"noise": noise, "method": method, "seed": seed, "path": str(path)})
+                bench = tmp_path / f"{noise}_{method}_{seed}.tsv"  # Snakemake's benchmark file of the job
+                cpu = 50.0 * (5 if method == "cleanlab" else 1) + seed
+                bench.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{cpu * 1.5}\t0:01:00\t700\t{cpu}\n")
+                runs.append({"noise": noise, "method": method, "seed": seed, "path": str(path),
+                             **({"benchmark": str(bench)} if noise == 0.3 else {})})
     out = tmp_path / "out"
     figures = [str(out / "pr.png"), str(out / "pr.pdf")]
     table = label_errors.write_label_errors(runs, out_csv=str(out / "le.csv"), out_md=str(out / "le.md"), figures=figures)
@@ -77,7 +81,12 @@ def test_write_label_errors_table_markdown_and_figure(tmp_path):
     assert saved[["precision", "recall", "f1", "auroc", "average_precision"]].stack().between(0, 1).all()
     assert (saved.auroc > 0.9).all()  # the scores separate the corrupted labels
     np.testing.assert_allclose(table.auroc, saved.auroc)
+    cost = saved.set_index(["noise", "method", "seed"]).cpu_seconds
+    assert cost[0.3, "cleanlab", 1] == 251.0 and cost[0.3, "soseleto", 0] == 50.0
+    assert cost[0.5].isna().all()  # no benchmark file: the cost is unknown, not zero
+    assert saved.precision_at_100.between(0, 1).all() and saved.precision_at_500.isna().all()  # 200 samples
     md = (out / "le.md").read_text()
+    assert "| 0.3 | cleanlab |" in md and "| 250 ± 1 | 2 |" in md
     assert md.count("\n| 0.") == 6 and "±" in md and "natural threshold" in md
     assert (out / "le.md.provenance.json").exists() and (out / "le.csv.provenance.json").exists()
     for fig in figures:

@@ -97,3 +97,14 @@ def test_group_mean_ci():
     mean, half = group_mean_ci(values, np.array([False, False, True]))  # one sample: no spread
     np.testing.assert_allclose(mean, [10.0, 0.0])
     np.testing.assert_allclose(half, [0.0, 0.0])
+
+
+def test_precision_among_the_most_suspect_samples():
+    scores = np.array([0.9, 0.01, 0.5, 0.02, 0.03, 0.8])
+    noisy = np.array([False, True, False, False, True, False])
+    m = detection_metrics(scores, noisy, threshold=0.1, top=(1, 3, 7))
+    # most suspect first: 0.01 (noisy), 0.02 (clean), 0.03 (noisy)
+    assert m["precision_at_1"] == 1.0 and m["precision_at_3"] == pytest.approx(2 / 3)
+    assert np.isnan(m["precision_at_7"])  # fewer samples than k
+    assert detection_metrics(-scores, noisy, threshold=-0.1, higher_is_clean=False, top=(3,))["precision_at_3"] == \
+        pytest.approx(2 / 3)

@@ -69,7 +69,8 @@ def test_table_mean_and_std_over_seeds(tmp_path):
             (0.3, "noisy_baseline", 1, 0.66), (0.45, "soseleto", 0, 0.5), (0.45, "soseleto", 1, 0.5)]
     paths = _metrics(tmp_path, [{"noise": n, "method": m, "seed": s, "accuracy": a} for n, m, s, a in rows])
     table = table1.write_table1(paths, tmp_path / "t.csv", tmp_path / "t.md")
-    assert list(table.columns) == ["noise", "method", "seed", "accuracy", "accuracy_at_best_validation", "best_epoch"]
+    assert list(table.columns) == ["noise", "method", "seed", "accuracy", "accuracy_at_best_validation", "best_epoch",
+                                  "realised_noise"]
     assert table.accuracy_at_best_validation.isna().all()  # no validation split
     assert table.method.tolist()[:4] == ["noisy_baseline", "noisy_baseline", "soseleto", "soseleto"]
     summary = table1.summarize(table).set_index(["noise", "method"])
@@ -133,3 +134,21 @@ def test_figure2_confusion_and_histogram_files(tmp_path):
                                   outputs=[str(tmp_path / "h.png"), str(tmp_path / "h.pdf")])
     for name in ("f2.png", "c.png", "h.png", "h.pdf"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_leaders_compare_soseleto_with_the_strongest_alternative(tmp_path):
+    # per seed: (soseleto, l2rw, mwnet, soseleto_frozen); the frozen ablation is not an alternative
+    acc = {0.3: [(0.90, 0.85, 0.80, 0.99), (0.92, 0.86, 0.80, 0.99), (0.91, 0.85, 0.81, 0.99)],
+           0.5: [(0.80, 0.84, 0.70, 0.99), (0.81, 0.80, 0.70, 0.99), (0.79, 0.82, 0.71, 0.99)]}
+    rows = [{"noise": n, "method": m, "seed": s, "accuracy": a, "realised_noise": n - 0.01}
+            for n, seeds in acc.items() for s, accs in enumerate(seeds)
+            for m, a in zip(("soseleto", "l2rw", "mwnet", "soseleto_frozen"), accs)]
+    lead = table1.leaders(pd.DataFrame(rows))
+    assert lead.strongest.tolist() == ["l2rw", "l2rw"]
+    np.testing.assert_allclose(lead.difference, [100 * (0.91 - 0.8533333), 100 * (0.80 - 0.82)], atol=1e-4)
+    np.testing.assert_allclose(lead.difference_std[0], np.std([5, 6, 6], ddof=1), atol=1e-9)
+    assert lead.verdict.tolist() == ["ahead", "within the seed spread"]  # 0.5: -2 points, spread 2
+    table1.write_table1(_metrics(tmp_path, rows), tmp_path / "p.csv", tmp_path / "p.md", side_by_side=True)
+    md = (tmp_path / "p.md").read_text()
+    assert "| 30% (29.0% wrong) |" in md and "SOSELETO against the strongest alternative, at the end" in md
+    assert "| 30% | 91.00 | Learning to Reweight | 85.33 | +5.67 ± 0.58 | ahead (seed spread 1.00) |" in md

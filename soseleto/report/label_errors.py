@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from soseleto.config import methods as registry
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
-from soseleto.metrics import detection_metrics, pr_curve
+from soseleto.metrics import TOP_K, detection_metrics, pr_curve
 
 log = logging.getLogger(__name__)
 
 METRICS = ("precision", "recall", "f1", "auroc", "average_precision")
+# the rendered table: the threshold metrics, the ranking metrics, what a reviewer checking the k most
+# suspect samples finds, and what the detector cost
+SHOWN = METRICS + tuple(f"precision_at_{k}" for k in TOP_K) + ("cpu_seconds",)
 
 
 def threshold(method: str) -> float:
@@ -40,6 +44,16 @@ def run_metrics(frame: pd.DataFrame, method: str) -> dict[str, float]:
     if method == "cleanlab":
         return detection_metrics(scores, noisy, flagged=frame["flagged"].to_numpy(dtype=bool))
     return detection_metrics(scores, noisy, threshold=threshold(method))
+
+
+def job_cost(benchmark: str | None) -> dict[str, float]:
+    """``cpu_seconds`` and ``wall_seconds`` of the job that made a detector's scores, from its
+    Snakemake benchmark file (``cpu_time``, ``s``); NaN without one. A cleanlab job trains its k
+    networks; a SOSELETO, L2RW or Meta-Weight-Net job trains its one network and has its scores."""
+    if not benchmark or not Path(benchmark).is_file():
+        return {"cpu_seconds": float("nan"), "wall_seconds": float("nan")}
+    b = pd.read_csv(benchmark, sep="\t")
+    return {"cpu_seconds": float(b["cpu_time"].iloc[-1]), "wall_seconds": float(b["s"].iloc[-1])}
 
 
 def label_error_table(rows: Iterable[Mapping]) -> pd.DataFrame:
@@ -75,7 +89,8 @@ def mean_std_markdown(summary: pd.DataFrame, *, keys: tuple[str, ...] = ("noise"
         cells = [str(row[k]) for k in keys]
         for m in metrics:
             mean, std = row[f"{m}_mean"], row[f"{m}_std"]
-            cells.append("n/a" if pd.isna(mean) else f"{mean:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}"))
+            d = 0 if m.endswith("seconds") else digits
+            cells.append("n/a" if pd.isna(mean) else f"{mean:.{d}f}" + ("" if pd.isna(std) else f" ± {std:.{d}f}"))
         cells.append(str(int(row["n_seeds"])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -92,7 +107,7 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
     for run in runs:
         key = {"noise": float(run["noise"]), "method": run["method"], "seed": int(run["seed"])}
         frame = pd.read_csv(run["path"])
-        rows.append({**key, **run_metrics(frame, run["method"])})
+        rows.append({**key, **run_metrics(frame, run["method"]), **job_cost(run.get("benchmark"))})
         score = frame["alpha" if "alpha" in frame.columns else "score"]
         curves.append(pr_curve(score.to_numpy(dtype=float), frame["noisy"].to_numpy(dtype=bool)).assign(**key))
     table = label_error_table(rows)
@@ -103,10 +118,13 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
     rules = [f"{registry.get('noisy', m).label} {'alpha' if registry.get('noisy', m).scores == 'alpha' else 'score'} "
              f"< {t:g}" for m, t in thresholds.items()] + [
         "cleanlab: its find_label_issues mask"]
-    md = mean_std_markdown(summarize(table)) + (
+    md = mean_std_markdown(summarize(table, metrics=SHOWN), metrics=SHOWN) + (
         "\nFlagging the truly corrupted source labels. Precision, recall and F1 at each method's natural "
-        f"threshold ({', '.join(rules)}); AUROC and average precision of the ranking by score. Mean ± sample std "
-        "over seeds; n/a = undefined (nothing flagged).\n")
+        f"threshold ({', '.join(rules)}); AUROC and average precision of the ranking by score; "
+        f"precision_at_k: the corrupted fraction among the k lowest scores ({', '.join(map(str, TOP_K))}); "
+        "cpu_seconds: CPU time of the job that made the scores (cleanlab's trains its k folds' networks; the "
+        "others' train the one network whose scores they are). Mean ± sample std over seeds; n/a = undefined "
+        "(nothing flagged, fewer samples than k, or no benchmark file).\n")
     write_markdown(md, out_md, prov=prov)
     log.info("label errors:\n%s", md)
     fig = label_error_pr(pd.concat(curves, ignore_index=True), table,

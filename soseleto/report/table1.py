@@ -43,7 +43,7 @@ def paper_order() -> tuple[str, ...]:
     return registry.names("noisy", rows=("paper", "ablation"))
 
 
-COLUMNS = ["noise", "method", "seed", "accuracy", "accuracy_at_best_validation", "best_epoch"]
+COLUMNS = ["noise", "method", "seed", "accuracy", "accuracy_at_best_validation", "best_epoch", "realised_noise"]
 
 
 def collect(metrics_jsons: list[str]) -> tuple[pd.DataFrame, str]:
@@ -114,14 +114,15 @@ def render_markdown(summary: pd.DataFrame, *, data: str = "paper", title: str | 
     return "\n".join(lines + ["", note]) + "\n"
 
 
-def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper") -> str:
-    """Every method run, one column each (mean ± std, percent), one row per noise level."""
+def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper", realised: pd.Series | None = None) -> str:
+    """Every method run, one column each (mean ± std, percent), one row per noise level (with
+    ``realised``, noise level -> fraction of wrong source labels, beside it)."""
     methods = [m for m in registry.names("noisy") if m in set(summary.method)]
     head = ["noise"] + [f"{label(m)} (`{m}`)" for m in methods]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for noise, rows in summary.groupby("noise", sort=True):
         by_method = rows.set_index("method")
-        cells = [f"{100 * noise:g}%"] + [
+        cells = [_noise_cell(noise, realised)] + [
             _mean_std(by_method.loc[m, "mean"], by_method.loc[m, "std"]) if m in by_method.index else "—" for m in methods]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = "/".join(str(n) for n in sorted(set(summary.n)))
@@ -134,6 +135,54 @@ def render_side_by_side(summary: pd.DataFrame, *, data: str = "paper") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _noise_cell(noise: float, realised: pd.Series | None) -> str:
+    if realised is None or pd.isna(realised.get(noise)):
+        return f"{100 * noise:g}%"
+    return f"{100 * noise:g}% ({100 * realised[noise]:.1f}% wrong)"
+
+
+def alternatives(methods) -> list[str]:
+    """The methods a user would choose instead of SOSELETO: the paper's other rows and the peers
+    (not SOSELETO's own rows: its ablation and variants)."""
+    return [m for m in registry.names("noisy", rows=("paper", "peer")) if m in set(methods) and m != "soseleto"]
+
+
+def leaders(table: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
+    """Per noise level: SOSELETO against the strongest alternative (:func:`alternatives`, highest
+    mean of ``column``). ``difference`` and ``difference_std``: mean and sample std over seeds of the
+    per-seed difference (same seed: same split, initialisation and batches), in points; ``spread``:
+    the larger of the two methods' seed std; ``verdict``: ahead/behind when the mean difference
+    exceeds the spread, else within the seed spread."""
+    rows = []
+    for noise, t in table.groupby("noise", sort=True):
+        acc = 100 * t.pivot_table(index="seed", columns="method", values=column)
+        others = [m for m in alternatives(acc.columns) if acc[m].notna().all()]
+        if "soseleto" not in acc.columns or not others:
+            continue
+        best = max(others, key=lambda m: acc[m].mean())
+        diff = (acc["soseleto"] - acc[best]).dropna()
+        spread = float(max(acc["soseleto"].std(ddof=1), acc[best].std(ddof=1)))
+        mean = float(diff.mean())
+        verdict = ("ahead" if mean > spread else "behind" if mean < -spread else "within the seed spread")
+        rows.append({"noise": noise, "soseleto": acc["soseleto"].mean(), "strongest": best, "strongest_accuracy":
+                     acc[best].mean(), "difference": mean, "difference_std": float(diff.std(ddof=1)),
+                     "spread": spread, "seeds": len(diff), "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def render_leaders(lead: pd.DataFrame, *, when: str) -> str:
+    """:func:`leaders` as a markdown table."""
+    lines = [f"SOSELETO against the strongest alternative, {when}:", "",
+             "| noise | SOSELETO | strongest alternative | its accuracy | SOSELETO − it (points) | verdict |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in lead.itertuples():
+        lines.append(f"| {100 * r.noise:g}% | {r.soseleto:.2f} | {label(r.strongest)} | {r.strongest_accuracy:.2f} | "
+                     f"{r.difference:+.2f} ± {r.difference_std:.2f} | {r.verdict} (seed spread {r.spread:.2f}) |")
+    lines += ["", "The difference is paired by seed (mean ± sample std over seeds); the strongest alternative is "
+              "the other method of highest mean accuracy at that noise level (not SOSELETO's own ablation)."]
+    return "\n".join(lines) + "\n"
+
+
 def write_table1(metrics_jsons: list[str], out_csv: str, out_md: str, *, side_by_side: bool = False) -> pd.DataFrame:
     """``table1.csv`` (tidy, fractions) and ``table1.md`` (rendered, percent): beside the paper's
     numbers, or with ``side_by_side`` every method in its own column (``table1_peers``). With a
@@ -142,16 +191,21 @@ def write_table1(metrics_jsons: list[str], out_csv: str, out_md: str, *, side_by
     table, data = collect(metrics_jsons)
     prov = provenance(inputs=[str(p) for p in metrics_jsons], data=data)
     write_csv(table, out_csv, prov=prov)
+    realised = table.groupby("noise").realised_noise.mean() if "realised_noise" in table else None
     if side_by_side:
-        md = render_side_by_side(summarize(table), data=data)
+        md = render_side_by_side(summarize(table), data=data, realised=realised)
+        if not (lead := leaders(table)).empty:
+            md += "\n" + render_leaders(lead, when="at the end of training")
     else:
         title = None if data == "paper" and table.accuracy_at_best_validation.isna().all() else (
             "At the end of training (as in the paper)")
         md = render_markdown(summarize(table), data=data, title=title)
     if table.accuracy_at_best_validation.notna().all():
         best = summarize(table, "accuracy_at_best_validation")
-        md += "\n" + (render_side_by_side(best, data=data) if side_by_side else render_markdown(
+        md += "\n" + (render_side_by_side(best, data=data, realised=realised) if side_by_side else render_markdown(
             best, data=data, title="At the epoch of best validation accuracy (early stopping on the clean validation images)"))
+        if side_by_side and not (lead := leaders(table, "accuracy_at_best_validation")).empty:
+            md += "\n" + render_leaders(lead, when="at each method's epoch of best validation accuracy")
     write_markdown(md, out_md, prov=prov)
     log.info("table 1:\n%s", md)
     return table

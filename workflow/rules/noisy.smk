@@ -13,6 +13,7 @@ TABLE1_METHODS = [
 ]
 NOISY_DIR = f"results/noisy/{NOISY_TAG}"
 NOISY_RUN = f"{NOISY_DIR}/noise{{noise}}/{{method}}/seed{{seed}}"
+NOISY_BENCH = f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/{{method}}/seed{{seed}}.tsv"
 NOISY_TABLES = f"results/tables/{NOISY_TAG}"
 NOISY_FIGURES = f"results/figures/{NOISY_TAG}"
 NOISY_CATEGORY = f"Section 4.2, noisy labels ({NOISY_TAG})"
@@ -83,7 +84,7 @@ rule noisy_run:
     log:
         f"logs/noisy/{NOISY_TAG}/noise{{noise}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/{{method}}/seed{{seed}}.tsv"
+        NOISY_BENCH
     wildcard_constraints:
         method=R.pattern("noisy", scores=None),
     conda:

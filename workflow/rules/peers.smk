@@ -8,6 +8,7 @@ LABEL_ERROR_RUNS = P.detection_runs(
     NOISE_TAGS,
     NOISY.seeds,
     run=NOISY_RUN,
+    bench=NOISY_BENCH,
     cleanlab=NOISY.cleanlab_folds > 0,
 )
 BEYOND = f"Beyond the paper, peer methods and label-error detection ({NOISY_TAG})"
@@ -21,7 +22,7 @@ rule noisy_cleanlab:
     log:
         f"logs/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/noisy/{NOISY_TAG}/noise{{noise}}/cleanlab/seed{{seed}}.tsv"
+        NOISY_BENCH.replace("{method}", "cleanlab")
     conda:
         ENV
     threads: NOISY.threads
@@ -58,7 +59,8 @@ use rule table1 as table1_peers with:
 
 rule label_errors:
     input:
-        [run["path"] for run in LABEL_ERROR_RUNS],
+        scores=[run["path"] for run in LABEL_ERROR_RUNS],
+        benchmarks=[run["benchmark"] for run in LABEL_ERROR_RUNS],
     output:
         csv=report(
             f"{NOISY_TABLES}/label_errors.csv",
