@@ -235,10 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--device", default="auto", help="(default: %(default)s)")
     syn.add_argument("--outdir", default="results/synthetic/cli", help="where the files go (default: %(default)s)")
     syn.set_defaults(func=_synthetic)
-    bench = sub.add_parser("bench", help="time a SOSELETO step against a plain step (writes a CSV)",
+    bench = sub.add_parser("bench", help="time a SOSELETO step and the peers' steps against a plain step (writes a CSV)",
                            description="Time and measure the peak memory of one SOSELETO step against one plain "
                                        "SGD step per model, after checking its alpha update against a per-sample "
-                                       "reference; writes a CSV of the ratios.")
+                                       "reference, and time the peers' steps (joint training, L2RW, Meta-Weight-Net, "
+                                       "GLC, the noise-adaptation layer) on the same batches; writes a CSV of the "
+                                       "ratios to the plain step.")
     bench_arguments(bench)
     bench.set_defaults(func=_bench)
     plan = sub.add_parser("plan", help="the cost of `snakemake all` before it starts: jobs, steps, hours per rule",

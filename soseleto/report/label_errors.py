@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 METRICS = ("precision", "recall", "f1", "auroc", "average_precision")
 # the rendered table: the threshold metrics, the ranking metrics, what a reviewer checking the k most
 # suspect samples finds, and what the detector cost
-SHOWN = METRICS + tuple(f"precision_at_{k}" for k in TOP_K) + ("cpu_seconds",)
+SHOWN = METRICS + tuple(f"precision_at_{k}" for k in TOP_K) + ("wall_seconds",)
 
 
 def threshold(method: str) -> float:
@@ -47,9 +47,11 @@ def run_metrics(frame: pd.DataFrame, method: str) -> dict[str, float]:
 
 
 def job_cost(benchmark: str | None) -> dict[str, float]:
-    """``cpu_seconds`` and ``wall_seconds`` of the job that made a detector's scores, from its
-    Snakemake benchmark file (``cpu_time``, ``s``); NaN without one. A cleanlab job trains its k
-    networks; a SOSELETO, L2RW or Meta-Weight-Net job trains its one network and has its scores."""
+    """``wall_seconds`` and ``cpu_seconds`` of the job that made a detector's scores, from its
+    Snakemake benchmark file (``s``, ``cpu_time``); NaN without one. A cleanlab job trains its k
+    networks; a SOSELETO, L2RW or Meta-Weight-Net job trains its one network and has its scores.
+    The wall time is the one to read: Snakemake samples ``cpu_time`` every few tens of seconds and
+    misses the end of a short job."""
     if not benchmark or not Path(benchmark).is_file():
         return {"cpu_seconds": float("nan"), "wall_seconds": float("nan")}
     b = pd.read_csv(benchmark, sep="\t")
@@ -122,8 +124,8 @@ def write_label_errors(runs: list[Mapping[str, Any]], *, out_csv: str, out_md: s
         "\nFlagging the truly corrupted source labels. Precision, recall and F1 at each method's natural "
         f"threshold ({', '.join(rules)}); AUROC and average precision of the ranking by score; "
         f"precision_at_k: the corrupted fraction among the k lowest scores ({', '.join(map(str, TOP_K))}); "
-        "cpu_seconds: CPU time of the job that made the scores (cleanlab's trains its k folds' networks; the "
-        "others' train the one network whose scores they are). Mean ± sample std over seeds; n/a = undefined "
+        "wall_seconds: wall time of the job that made the scores, as it ran here (cleanlab's trains its k folds' "
+        "networks; the others' train the one network whose scores they are). Mean ± sample std over seeds; n/a = undefined "
         "(nothing flagged, fewer samples than k, or no benchmark file).\n")
     write_markdown(md, out_md, prov=prov)
     log.info("label errors:\n%s", md)
