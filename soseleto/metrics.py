@@ -37,24 +37,18 @@ def detection_metrics(
     flagged : (N,) bool, optional
         The flagged set itself (e.g. cleanlab's mask), instead of ``threshold``.
     top
-        The ``k`` of ``precision_at_<k>``: the fraction of corrupted samples among the ``k`` lowest
-        scores (a reviewer who checks ``k`` samples by hand; ties broken by sample order; NaN when
-        ``k > N``).
+        The ``k`` of ``precision_at_<k>`` (:func:`precision_at`).
 
     Returns
     -------
     dict with ``precision``, ``recall``, ``f1``, ``auroc``, ``average_precision``, ``n_flagged``,
     ``n_noisy``, ``threshold`` (NaN when ``flagged`` was given), ``correct`` (the fraction of
     samples accounted for correctly: clean kept + corrupted flagged, the paper's 98.4% in section
-    4.1), ``clean_kept`` (clean samples not flagged / clean samples) and ``precision_at_<k>``. Undefined values are NaN:
-    precision with nothing flagged, recall/AUROC/AP without corrupted (or without clean) samples.
+    4.1), ``clean_kept`` (clean samples not flagged / clean samples) and ``precision_at_<k>``.
+    Undefined values are NaN: precision with nothing flagged, recall/AUROC/AP without corrupted (or
+    without clean) samples.
     """
-    scores = np.asarray(scores, dtype=float)
-    noisy = _bool_array("noisy", noisy, scores.shape)
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
-    if not np.isfinite(scores).all():
-        raise ValueError(f"scores contain {int((~np.isfinite(scores)).sum())} non-finite values")
+    scores, noisy = _checked(scores, noisy)
     if (threshold is None) == (flagged is None):
         raise ValueError("give exactly one of threshold and flagged")
     suspicion = -scores if higher_is_clean else scores
@@ -83,9 +77,20 @@ def detection_metrics(
     }
 
 
+def _checked(scores: np.ndarray, noisy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=float)
+    noisy = _bool_array("noisy", noisy, scores.shape)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores contain {int((~np.isfinite(scores)).sum())} non-finite values")
+    return scores, noisy
+
+
 def precision_at(suspicion: np.ndarray, noisy: np.ndarray, k: int) -> float:
-    """The fraction of ``noisy`` among the ``k`` samples of highest ``suspicion`` (stable order on
-    ties); NaN when there are fewer than ``k`` samples."""
+    """The fraction of ``noisy`` among the ``k`` samples of highest ``suspicion`` (what a reviewer
+    who checks the ``k`` most suspect samples by hand finds; stable order on ties); NaN when there
+    are fewer than ``k`` samples."""
     if k > len(suspicion):
         return float("nan")
     order = np.argsort(-suspicion, kind="stable")[:k]
