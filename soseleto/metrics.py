@@ -23,8 +23,7 @@ def detection_metrics(
     higher_is_clean: bool = True,
     top: tuple[int, ...] = TOP_K,
 ) -> dict[str, float]:
-    """Precision, recall and F1 of the flagged set, AUROC, average precision and precision among the
-    ``k`` most suspect samples of the ranking.
+    """Precision, recall and F1 of the flagged set; AUROC, average precision, precision at k of the ranking.
 
     Parameters
     ----------
