@@ -165,6 +165,9 @@ _noisy("soseleto", "SOSELETO", "trainer", "soseleto.core.soseleto:run_noisy", ro
        step="soseleto", threshold=0.1, **_BILEVEL)
 _noisy("soseleto_frozen", "SOSELETO, alpha frozen (lr_alpha = 0)", "trainer", "soseleto.core.soseleto:run_frozen",
        row="ablation", scores="alpha", step="soseleto", **_BILEVEL)
+_noisy("soseleto_theta", "SOSELETO + target gradient on the features (not the paper)", "trainer",
+       "soseleto.core.soseleto:run_theta", row="variant", scores="alpha", step="soseleto", threshold=0.1,
+       options="theta_target_weight", **_BILEVEL)
 _noisy("joint", "joint training", run="soseleto.methods.joint:run", step="joint", **_PEER, **_PAIRED,
        reference="the weighted sum of source and target losses (SOSELETO paper, section 3)")
 _noisy("l2rw", "Learning to Reweight", run="soseleto.methods.l2rw:run", scores="scores", step="l2rw", **_PEER,

@@ -306,6 +306,8 @@ class NoisyConfig(Section):
     finetune: PlainConfig = opt(PlainConfig(), "the noisy baseline trained further on the clean target")
     peer_trainer: PairedConfig = opt(PairedConfig(), "optimiser, batches and epochs of the peer methods")
     peers: PeerConfig = opt(PeerConfig(), "options of the peer methods")
+    theta_target_weight: float = opt(0.2, "soseleto_theta (not the paper): the trainer settings with the clean "
+                                          "target's gradient also on the features, with this weight", gt=0)
     cleanlab_folds: int = opt(5, "folds of cleanlab's out-of-fold probabilities of the noisy baseline; 0: no "
                                  "cleanlab detector", ge=0)
     threads: int = opt(4, "CPU threads of each training job (Snakemake threads)", ge=1)

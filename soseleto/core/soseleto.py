@@ -261,3 +261,11 @@ def run_frozen(features: nn.Module, head: nn.Module, source: Labeled, target: La
     """:func:`run_noisy` with ``lr_alpha = 0``: alpha stays at ``alpha_init``, which shows what the
     reweighting itself adds."""
     return run_noisy(features, head, source, target, dataclasses.replace(cfg, lr_alpha=0.0), options, **common)
+
+
+def run_theta(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: SoseletoConfig,
+              options: float = 0.2, **common: Any) -> RunResult:
+    """:func:`run_noisy` with ``target_on_features = options``: the clean target's gradient also
+    steps the features (not the paper), as the peers that train on the clean images do."""
+    return run_noisy(features, head, source, target, dataclasses.replace(cfg, target_on_features=options), None,
+                     **common)
