@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "soseleto"
-# each layer may import from itself and the layers before it (README.md, "What is here")
+# each layer may import from itself and the layers before it (docs/development.md, "What is here")
 LAYERS = ["soseleto.config", "soseleto.paths", "soseleto.validate", "soseleto.io", "soseleto.metrics", "soseleto.logs", "soseleto.core",
           "soseleto.methods", "soseleto.data", "soseleto.experiments", "soseleto.report", "soseleto.cost",
           "soseleto.cli", "soseleto.jobs"]
