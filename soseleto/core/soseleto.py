@@ -15,7 +15,7 @@ One :meth:`Soseleto.step`, with every gradient taken at the current parameters `
 
 Three options beyond the paper; with ``target_grad_decay = 0``, ``alpha_step = "raw"`` and
 ``target_on_features = 0`` the step is exactly the paper's (the library's default averages the
-target direction, ``target_grad_decay = 0.97``: see ``config/README.md`` for the measurements):
+target direction, ``target_grad_decay = 0.97``: see ``docs/calibration.md`` for the measurements):
 
 * ``target_grad_decay = beta_g > 0``: the direction ``g`` of step 2 is the running average of
   ``dL_t/dtheta`` over steps (bias-corrected), not one target batch's gradient. One small target

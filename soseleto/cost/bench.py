@@ -9,7 +9,7 @@ on random data of each model's shapes, and writes their medians and ratio to a C
 ``ratio_loaded``. What such a neighbour does to the ratio is thread oversubscription: with more
 torch threads than idle cores, every parallel region of a step waits for its slowest thread, and
 a SOSELETO step has more (and smaller) regions than a plain one. One thread per job keeps the ratio
-(README.md, "Step cost").
+(docs/algorithm.md, "Step cost").
 
 Before timing, each model's alpha update is checked against the slow per-sample reference
 (:func:`soseleto.core.forward_mode.reference_alignment`) in float64 on the first ``CHECK_BATCH`` samples; a

@@ -28,8 +28,8 @@ from soseleto.cost.work import BENCH_BATCH, JobKey, Sizes, Work, job_work, workf
 from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
 
 # The time per step in ms (plain step, SOSELETO step) at :data:`BENCH_BATCH` assumed when no
-# step_cost.csv of the device is at hand. cuda: this project's H200 measurement (README.md, "Step
-# cost"). cpu: `soseleto bench --quick --threads 2` on this project's 2-core CPU machine, LeNet and
+# step_cost.csv of the device is at hand. cuda: this project's H200 measurement (docs/algorithm.md,
+# "Step cost"). cpu: `soseleto bench --quick --threads 2` on this project's 2-core CPU machine, LeNet and
 # CIFAR-10 Quick (ResNet-18's plain step did not time reproducibly there: rounded up). mlp and
 # bn_convnet were never timed: rough guesses.
 ASSUMED_MS = {
@@ -43,7 +43,7 @@ NOTE = ("Steps: from the config and the set sizes; evaluation passes and data lo
         "step: `step_cost.csv` when measured on this device (`soseleto bench`), else an assumed default "
         "(soseleto/cost/plan.py); scaled from the benchmark's batch to the rule's. Wall time: perfect packing of "
         "the jobs, never less than the longest job; a projection, not a promise (runs that evaluate every epoch, "
-        "or share the cores, take longer: README.md, \"Cost\").")
+        "or share the cores, take longer: docs/workflow.md, \"Cost plan\").")
 COLUMNS = ("stage", "rule", "jobs", "steps_per_job", "model", "batch", "ms_per_step", "time_from", "hours_per_job",
            "hours")
 
