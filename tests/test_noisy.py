@@ -144,6 +144,22 @@ def test_frozen_alpha_keeps_the_initial_weights(tmp_path):
     assert metrics["history"][0]["alpha_mean"] == pytest.approx(0.8)
 
 
+def test_retrain_takes_soseletos_alpha_frozen_and_fresh_weights(tmp_path):
+    split, _ = _split(tmp_path)
+    first = _run("soseleto", TRAINER, _outputs(tmp_path / "s", "alpha"), split)
+    alpha = pd.read_csv(tmp_path / "s" / "alpha.csv").alpha.to_numpy()
+    ckpt = str(tmp_path / "s" / "checkpoint.pt")
+    again = _run("soseleto_retrain", TRAINER, _outputs(tmp_path / "r"), split, init=(ckpt, TRAINER))
+    # every epoch of the retrained run sees the first run's final alpha, unchanged (lr_alpha = 0)
+    assert [h["alpha_mean"] for h in again["history"]] == pytest.approx([alpha.mean()] * 2, rel=1e-6)
+    assert first["history"][0]["alpha_mean"] != pytest.approx(alpha.mean())  # the first run's moved
+    assert "init_accuracy" not in again  # fresh weights, not the first run's
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    np.testing.assert_allclose(state["alpha"].numpy(), alpha, rtol=1e-6)
+    with pytest.raises(ValueError, match="soseleto_retrain needs init"):
+        _run("soseleto_retrain", TRAINER, _outputs(tmp_path / "q"), split)
+
+
 def test_validation_split_picks_the_epoch_of_best_validation_accuracy(tmp_path):
     split_cfg = NoisySplitConfig(dataset="cifar10", n_target=50, validation_per_class=1)
     split, info = _split(tmp_path, split_cfg)

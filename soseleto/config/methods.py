@@ -33,7 +33,8 @@ class Method:
     :func:`soseleto.experiments.transfer.run_and_save`). ``scores``: the per-sample file it writes
     besides its metrics and checkpoint (``"alpha"``: ``alpha.csv``; ``"scores"``: ``scores.csv``,
     higher = more likely clean), or ``None``. ``starts_from``: the method whose checkpoint the run
-    starts from. ``row``: ``paper`` (a row of the paper's table), ``ablation``, ``peer`` (another
+    starts from; ``inherits``: what it takes from that checkpoint (``network``: the weights;
+    ``alpha``: SOSELETO's alpha, handed to the runner as ``alpha=``, with fresh weights). ``row``: ``paper`` (a row of the paper's table), ``ablation``, ``peer`` (another
     published method), ``variant`` (not in any paper) or ``stage`` (a step of another method, no
     row). ``step``: the step ``soseleto bench`` times for it (the plan prices it by that step).
     ``passes``: what one run trains on, as ``(set, epochs)`` pairs: ``set`` in :data:`SETS`
@@ -51,6 +52,7 @@ class Method:
     options: str | None = None
     scores: str | None = None
     starts_from: str | None = None
+    inherits: str = "network"
     row: str = "peer"
     step: str = "plain"
     passes: tuple[tuple[str, str | None], ...] = (("source", None),)
@@ -74,6 +76,8 @@ class Method:
         bad = [s for s, _ in self.passes if s not in SETS]
         if bad or not self.passes:
             raise ValueError(f"method {self.name!r}: passes over {bad or 'nothing'}; sets are {SETS}")
+        if self.inherits not in ("network", "alpha"):
+            raise ValueError(f"method {self.name!r}: inherits={self.inherits!r}; choose network or alpha")
 
     def runner(self) -> Callable[..., Any]:
         """The function that trains this method (imported now)."""
@@ -165,6 +169,9 @@ _noisy("soseleto", "SOSELETO", "trainer", "soseleto.core.soseleto:run_noisy", ro
        step="soseleto", threshold=0.1, **_BILEVEL)
 _noisy("soseleto_frozen", "SOSELETO, alpha frozen (lr_alpha = 0)", "trainer", "soseleto.core.soseleto:run_frozen",
        row="ablation", scores="alpha", step="soseleto", **_BILEVEL)
+_noisy("soseleto_retrain", "SOSELETO, a fresh network retrained with its alpha (not the paper)", "trainer",
+       "soseleto.core.soseleto:run_retrain", row="variant", starts_from="soseleto", inherits="alpha", step="soseleto",
+       **_BILEVEL)
 _noisy("soseleto_theta", "SOSELETO + target gradient on the features (not the paper)", "trainer",
        "soseleto.core.soseleto:run_theta", row="variant", scores="alpha", step="soseleto", threshold=0.1,
        options="theta_target_weight", **_BILEVEL)

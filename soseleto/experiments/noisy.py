@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from soseleto.config import DataConfig, NoisySplitConfig, PairedConfig, PlainConfig, SoseletoConfig
 from soseleto.config import methods as registry
@@ -145,6 +146,25 @@ def load_sets(split_cfg: NoisySplitConfig, data: DataConfig, split: pd.DataFrame
 Settings = SoseletoConfig | PlainConfig | PairedConfig
 
 
+def _start(entry: registry.Method, init: tuple[str, Settings] | None, features: nn.Module, head: nn.Module,
+           data_sets: NoisySets, *, seed: int, options: Any, context: dict) -> tuple[dict, dict]:
+    """For a method that starts from another run: load that run's checkpoint (checking it is the
+    run of these settings) and take what the method inherits. Returns (metrics to add, keyword
+    arguments of the runner): the weights go into ``features`` and ``head`` (``init_accuracy``: the
+    test accuracy it starts from), alpha becomes the runner's ``alpha``."""
+    if not entry.starts_from:
+        return {}, {}
+    if init is None:
+        raise ValueError(f"{entry.name} needs init: the {entry.starts_from} checkpoint and settings")
+    first = registry.get("noisy", entry.starts_from)
+    state = load_checkpoint(init[0], map_location="cpu", config=identity(
+        first.name, init[1], seed=seed, options=None if first.options is None else options, **context))
+    if entry.inherits == "alpha":
+        return {}, {"alpha": state["alpha"]}
+    features.load_state_dict(state["features"]), head.load_state_dict(state["head"])
+    return {"init_accuracy": accuracy(features, head, data_sets.test.x, data_sets.test.y)}, {}
+
+
 def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
                noise: float, seed: int, device: str, split_csv: str, outputs: dict[str, str], options: Any = None,
                init: tuple[str, Settings] | None = None) -> dict:
@@ -170,18 +190,11 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
     ident = identity(method, settings, seed=seed, options=options, **context)
     log.info("%s, noise %g, seed %d on %s: %d source, %d target, %d test", method, noise, seed, dev,
              len(data_sets.source), len(data_sets.target), len(data_sets.test))
-    extra: dict[str, Any] = {}
-    if entry.starts_from:
-        if init is None:
-            raise ValueError(f"{method} needs init: the {entry.starts_from} checkpoint and settings")
-        first = registry.get("noisy", entry.starts_from)
-        state = load_checkpoint(init[0], map_location="cpu", config=identity(
-            first.name, init[1], seed=seed, options=None if first.options is None else options, **context))
-        features.load_state_dict(state["features"]), head.load_state_dict(state["head"])
-        extra["init_accuracy"] = accuracy(features, head, data_sets.test.x, data_sets.test.y)
+    extra, start = _start(entry, init, features, head, data_sets, seed=seed, options=options, context=context)
     resume = resume_path(outputs["checkpoint"])
     run = entry.runner()(features, head, data_sets.source, data_sets.target, settings, options, seed=seed, device=dev,
-                         checkpoint=resume, identity=ident, monitors=monitors(features, head, data_sets), name=method)
+                         checkpoint=resume, identity=ident, monitors=monitors(features, head, data_sets), name=method,
+                         **start)
     metrics = {"method": method, "noise": noise, "seed": seed, "realised_noise": float(split[split.role == "source"].noisy.mean()),
                **{f"n_{r}": len(getattr(data_sets, r)) if getattr(data_sets, r) is not None else 0 for r in ROLES},
                **run_summary(run.history, settings.epochs), **extra}
