@@ -6,11 +6,6 @@ BENCH_DEVICE = PLAN.default_device(DEVICE)  # cpu or cuda: what the plan prices
 STEP_COST_CSV, SHARE_COST_CSV = PLAN.benchmarks(CFG, BENCH_DEVICE)
 
 
-def log_of(result):
-    """logs/benchmarks/<name>.log: the log of results/benchmarks/<name>.<ext>."""
-    return "logs/" + os.path.splitext(result.removeprefix("results/"))[0] + ".log"
-
-
 rule step_cost:
     output:
         csv=report(

@@ -40,6 +40,12 @@ DATASETS = {
 }
 
 
+def log_of(result):
+    """logs/<path>.log: the log of the job that writes results/<path>.<ext>."""
+    stem = os.path.splitext(result.removeprefix("results/"))[0]
+    return f"logs/{stem}.log"
+
+
 # -- training jobs: what a method's job reads, from the registry (soseleto/config/methods.py) ----------
 def method_config(protocol, *common):
     """A rule's params.config for the method of the job's {method} wildcard: the config entries it
