@@ -127,6 +127,24 @@ def test_the_report_of_a_config_not_run_yet_warns_of_no_missing_metadata(tmp_pat
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("generated", [False, True])
+def test_captions_name_the_data_their_result_was_made_from(generated):
+    """A caption says "generated stand-ins" only for a result made from them, the real set's name
+    otherwise (the data tag of the result's own path)."""
+    import jinja2
+
+    sets = ("cifar10-generated", "svhn-generated_01234-to-mnist-generated_56789") if generated else (
+        "mnist5k", "svhn_01234-to-mnist_56789")
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as Snakemake renders them
+    captions = [p for p in (REPO / "workflow/report").glob("*.rst") if "{% set " in p.read_text()]
+    assert len(captions) >= 12
+    for path in captions:
+        tag = sets[1] if "{% set task" in path.read_text() else sets[0]
+        text = env.from_string(path.read_text()).render(snakemake={"output": [f"results/tables/{tag}/x.csv"]})
+        assert ("generated stand-ins" in text) == generated, path.name
+        assert (("svhn_01234-to-mnist_56789" if tag == sets[1] else "cifar10") if generated else tag) in text
+
+
 def test_the_dag_is_built_without_torch(tmp_path):
     """Parsing the workflow (snakemake -n) imports only torch-free modules of the package."""
     blocker = tmp_path / "blocker"
