@@ -37,11 +37,14 @@ onstart:
     )
 
 
+# (under `snakemake --report`: only the results made so far, see `made` in workflow/rules/common.smk)
 rule all:
     input:
-        rules.step_cost.output,
-        rules.cost_plan.output,
-        rules.synthetic_all.input,
-        rules.transfer_all.input,
-        rules.noisy_all.input,
-        rules.peers_all.input,
+        made(
+            rules.step_cost.output,
+            rules.cost_plan.output,
+            rules.synthetic_all.input,
+            rules.transfer_all.input,
+            rules.noisy_all.input,
+            rules.peers_all.input,
+        ),

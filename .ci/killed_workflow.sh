@@ -31,8 +31,8 @@ noisy:
   seeds: [0]
   methods: [noisy_baseline, soseleto, finetune]
 YAML
-runs="results/noisy/cifar10/noise0.5"
-table="results/tables/cifar10/table1.csv"
+runs="results/noisy/cifar10-generated/noise0.5"
+table="results/tables/cifar10-generated/table1.csv"
 smk() {  # smk DIR [options]: the target of this check in working directory DIR
     local dir="$1"
     shift
@@ -70,7 +70,7 @@ echo "killed while $job trained; left behind: $(cd "$work/killed/$runs/$job" && 
 echo "== rerun (unlock, rerun incomplete jobs) =="
 smk "$work/killed" --unlock > /dev/null 2>&1
 smk "$work/killed" --rerun-incomplete --quiet all > "$work/rerun.log" 2>&1 || { cat "$work/rerun.log"; exit 1; }
-log="$work/killed/logs/noisy/cifar10/noise0.5/${job%/seed*}/seed${job##*/seed}.log"
+log="$work/killed/logs/noisy/cifar10-generated/noise0.5/${job%/seed*}/seed${job##*/seed}.log"
 grep -q "resumed from .*checkpoint.pt.resume at epoch 2" "$log" || {
     cat "$log"
     echo "FAIL: the rerun of $job did not resume from its saved epoch" >&2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from soseleto import __version__, logs
 from soseleto.config import FIT_MODES, MODEL_CHOICES, BenchConfig, FitConfig, SoseletoConfig, SyntheticConfig, from_mapping
-from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
+from soseleto.paths import STEP_COST_NAME, share_cost_csv
 
 # soseleto fit's training options: flag -> field of SoseletoConfig (defaults and meanings come from there)
 TRAINER_FLAGS = {"--epochs": "epochs", "--lr": "lr_p", "--lr-alpha": "lr_alpha", "--momentum": "momentum",
@@ -180,9 +180,11 @@ def _plan(args: argparse.Namespace) -> int:
     from soseleto.cost.gpus import default_device
 
     cfg, _ = plan.load_config(args.configfile or (), base=args.base)
-    result = plan.plan(cfg, device=args.device or default_device(cfg.device), cores=args.cores or os.cpu_count() or 1,
-                       gpus=args.gpus, bench_csv=args.bench, results=args.results, jobs_per_gpu=args.jobs_per_gpu,
-                       share_csv=args.share)
+    device = args.device or default_device(cfg.device)
+    bench_csv, share_csv = plan.benchmarks(cfg, device)
+    result = plan.plan(cfg, device=device, cores=args.cores or os.cpu_count() or 1, gpus=args.gpus,
+                       bench_csv=args.bench or bench_csv, results=args.results, jobs_per_gpu=args.jobs_per_gpu,
+                       share_csv=args.share or share_csv)
     print(plan.render_markdown(result), end="")
     if args.measured:
         import glob
@@ -204,10 +206,10 @@ def plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=_positive, default=1, help="GPUs (default: %(default)s)")
     p.add_argument("--jobs-per-gpu", type=_positive, default=1, help="training jobs side by side on each GPU, as "
                    "snakemake --resources gpu=GPUS*JOBS gives (default: %(default)s)")
-    p.add_argument("--share", default=SHARE_COST_CSV, help="measured gain of jobs sharing a GPU "
-                   "(python -m soseleto.cost.share); absent: no gain assumed (default: %(default)s)")
-    p.add_argument("--bench", default=STEP_COST_CSV,
-                   help="measured step times (soseleto bench); absent: assumed defaults (default: %(default)s)")
+    p.add_argument("--share", help="measured gain of jobs sharing a GPU (python -m soseleto.cost.share); absent: no "
+                   f"gain assumed (default: {share_cost_csv('<device>')})")
+    p.add_argument("--bench", help="measured step times (soseleto bench); absent: assumed defaults (default: "
+                   f"{STEP_COST_NAME} as the config's bench section names it)")
     p.add_argument("--results", default="results", help="the results folder: data set sizes (default: %(default)s)")
     p.add_argument("--measured", action="store_true",
                    help="also list what the finished runs under --results cost per epoch and per step")
@@ -271,7 +273,7 @@ def bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--compile", choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
                         help="also time both steps compiled with this torch.compile mode (the *_compiled columns), "
                              "after checking two compiled steps against eager ones (default: not compiled)")
-    parser.add_argument("--out", default=STEP_COST_CSV, help="(default: %(default)s)")
+    parser.add_argument("--out", help=f"(default: {STEP_COST_NAME}: cpu, cuda, cpu-quick-2threads, ...)")
     return parser
 
 

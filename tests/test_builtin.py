@@ -39,7 +39,7 @@ def test_mnist5k_is_read_as_a_file_set_with_the_same_tag():
     with pytest.raises(ValueError, match="has no 'test' split"):
         sets.load_labelled("mnist5k", "test", DataConfig())
     # result paths are those of the file it replaces (results/noisy/mnist5k/...)
-    assert dataset_tag("mnist5k") == dataset_tag("data/mnist5k.npz") == "mnist5k"
+    assert dataset_tag("mnist5k", DataConfig()) == dataset_tag("data/mnist5k.npz", DataConfig()) == "mnist5k"
     assert sets.manifest("mnist5k", DataConfig())["train"]["class_counts"] == [500] * 10
 
 

@@ -1,5 +1,6 @@
 """The Snakemake workflow: dry runs on the default config and rejection of bad configs."""
 
+import itertools
 import os
 import re
 import shutil
@@ -81,11 +82,67 @@ def test_dry_run_lists_the_peer_and_label_error_jobs(tmp_path):
 
 
 def test_smoke_config_plans_the_table1_dag_without_download(tmp_path):
-    out = _snakemake(tmp_path, "-n", "results/tables/cifar10/table1.md", "results/figures/cifar10/figure2.png",
-                     "--configfile", str(REPO / "config/smoke.yaml"))
+    out = _snakemake(tmp_path, "-n", "results/tables/cifar10-generated/table1.md",
+                     "results/figures/cifar10-generated/figure2.png", "--configfile", str(REPO / "config/smoke.yaml"))
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
-    assert "results/noisy/cifar10/noise0.5/finetune/seed1/metrics.json" in text and "noise0.4" not in text
+    assert "results/noisy/cifar10-generated/noise0.5/finetune/seed1/metrics.json" in text and "noise0.4" not in text
+    assert "results/data/cifar10-generated.json" in text and "results/noisy/cifar10/" not in text
+
+
+def _outputs(tmp_path, *configfiles):
+    """Every output file of `snakemake all` under config/config.yaml updated by ``configfiles``."""
+    out = _snakemake(tmp_path, "--summary", *(("--configfile", *map(str, configfiles)) if configfiles else ()))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {line.split("\t")[0] for line in out.stdout.splitlines() if line.startswith("results/")}
+
+
+def test_configs_share_no_output_but_the_same_computation(tmp_path):
+    """The paper, the smoke test, the real digits and a small variant of the smoke test on other sets
+    write distinct files into one results folder: a failed job of one config (whose outputs
+    Snakemake deletes) never removes another's. They share a file only where they compute the same
+    thing: the synthetic experiment (the same settings in every config), a data set's manifest and
+    a step-cost benchmark of the same bench section."""
+    smoke = REPO / "config/smoke.yaml"
+    runs = {"paper": _outputs(tmp_path), "smoke": _outputs(tmp_path, smoke),
+            "digits": _outputs(tmp_path, REPO / "config/digits.yaml"),
+            "smoke-fashionmnist": _outputs(tmp_path, smoke, REPO / "config/fashionmnist.yaml")}
+    assert "results/benchmarks/cost_plan-cifar10-generated+svhn-generated+mnist-generated.md" in runs["smoke"]
+    assert "results/tables/cifar10-generated/table1.md" in runs["smoke"]
+    assert "results/tables/cifar10/table1.md" in runs["paper"]
+    assert {"results/tables/mnist5k/table1.md", "results/benchmarks/cost_plan-mnist5k.csv"} <= runs["digits"]
+    quick = "results/benchmarks/step_cost-cpu-quick-2threads.csv"  # config/smoke.yaml's and digits.yaml's bench section
+    same = ("results/synthetic/", "results/figures/figure1.", "results/data/", quick)
+    for a, b in itertools.combinations(runs, 2):
+        shared = sorted(p for p in runs[a] & runs[b] if not p.startswith(same))
+        assert shared == [], (a, b, shared[:5])
+
+
+def test_the_report_of_a_config_not_run_yet_warns_of_no_missing_metadata(tmp_path):
+    """`snakemake --report` of a config whose results are not made yet (here: none) reports what
+    exists, says what it leaves out, and neither warns of missing metadata nor stops."""
+    out = _snakemake(tmp_path, "--report", str(tmp_path / "report.html"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Missing metadata" not in out.stderr and "leaves out" in out.stderr
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("generated", [False, True])
+def test_captions_name_the_data_their_result_was_made_from(generated):
+    """A caption says "generated stand-ins" only for a result made from them, the real set's name
+    otherwise (the data tag of the result's own path)."""
+    import jinja2
+
+    sets = ("cifar10-generated", "svhn-generated_01234-to-mnist-generated_56789") if generated else (
+        "mnist5k", "svhn_01234-to-mnist_56789")
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as Snakemake renders them
+    captions = [p for p in (REPO / "workflow/report").glob("*.rst") if "{% set " in p.read_text()]
+    assert len(captions) >= 12
+    for path in captions:
+        tag = sets[1] if "{% set task" in path.read_text() else sets[0]
+        text = env.from_string(path.read_text()).render(snakemake={"output": [f"results/tables/{tag}/x.csv"]})
+        assert ("generated stand-ins" in text) == generated, path.name
+        assert (("svhn_01234-to-mnist_56789" if tag == sets[1] else "cifar10") if generated else tag) in text
 
 
 def test_the_dag_is_built_without_torch(tmp_path):
@@ -204,8 +261,8 @@ def test_another_data_set_is_one_config_file(tmp_path):
     out = _snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/fashionmnist.yaml"), str(generated))
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
-    assert "results/noisy/fashionmnist/noise0.4/soseleto/seed2/alpha.csv" in text
-    assert "results/tables/kmnist_01234-to-mnist_56789/table2.md" in text
+    assert "results/noisy/fashionmnist-generated/noise0.4/soseleto/seed2/alpha.csv" in text
+    assert "results/tables/kmnist-generated_01234-to-mnist-generated_56789/table2.md" in text
     assert "cifar10" not in text and "svhn" not in text and "appendix_c" not in text
 
 

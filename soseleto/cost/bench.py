@@ -59,7 +59,7 @@ from soseleto.methods.correction import union_method
 from soseleto.methods.joint import Joint
 from soseleto.methods.l2rw import L2RW
 from soseleto.methods.mwnet import MWNet
-from soseleto.paths import STEP_COST_CSV
+from soseleto.paths import step_cost_csv
 
 log = logging.getLogger(__name__)
 
@@ -413,12 +413,13 @@ def measure(models, *, device="auto", reps: int, warmup: int, threads: int | Non
     return pd.DataFrame(rows)
 
 
-def run(cfg: BenchConfig, device: str = "auto", *, out: str | os.PathLike = STEP_COST_CSV,
+def run(cfg: BenchConfig, device: str = "auto", *, out: str | os.PathLike | None = None,
         compile_mode: str | None = None) -> pd.DataFrame:
     """``soseleto bench`` and the ``step_cost`` rule: :func:`measure` the models of ``cfg`` on
     ``device`` (``cfg.quick``: 3 repetitions after 1 warm-up, else ``cfg.reps`` after 2) and write the
-    rows to ``out`` with their provenance. SIGTERM / Ctrl-C stops it between repetitions (exit 143 /
-    130), writing nothing."""
+    rows to ``out`` (default: :func:`soseleto.paths.step_cost_csv` of the device and ``cfg``) with
+    their provenance. SIGTERM / Ctrl-C stops it between repetitions (exit 143 / 130), writing nothing."""
+    out = step_cost_csv(str(resolve_device(device)), cfg) if out is None else out
     reps, warmup = (3, 1) if cfg.quick else (cfg.reps, 2)
     with stop_requests() as stop:
         df = measure(cfg.models, device=device, reps=reps, warmup=warmup, threads=cfg.threads, load=cfg.load,

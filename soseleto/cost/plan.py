@@ -1,14 +1,15 @@
 """The cost plan of a workflow run: per rule (and method), its jobs, the SGD steps of each job, the
 time of a step and the projected hours, before any work starts (``soseleto plan``, the Snakefile's
-``onstart`` and ``results/benchmarks/cost_plan.{csv,md}``).
+``onstart`` and ``results/benchmarks/cost_plan-<data sets>.{csv,md}``).
 
 The jobs come from Snakemake's DAG when the plan runs inside Snakemake (``onstart``: the jobs it is
 about to run), else from :func:`soseleto.cost.work.workflow_jobs`; what each job trains from
-:func:`soseleto.cost.work.job_work`. The time of a step is measured (``step_cost.csv``, written by
-``soseleto bench`` / the ``step_cost`` rule, for the same device) or, without it, the documented
-default of :data:`ASSUMED_MS` (marked ``assumed``). A step's time is scaled from the benchmark's
-batch to the rule's: linearly on a CPU; on a GPU never below the benchmark's (small networks are
-bound by kernel launches there). Evaluation passes and data loading are not counted.
+:func:`soseleto.cost.work.job_work`. The time of a step is measured (``step_cost-<device>...csv``,
+written by ``soseleto bench`` / the ``step_cost`` rule: the plan of a config reads the one its
+``bench`` section makes on the device, :func:`benchmarks`, never another config's) or, without it,
+the documented default of :data:`ASSUMED_MS` (marked ``assumed``). A step's time is scaled from the
+benchmark's batch to the rule's: linearly on a CPU; on a GPU never below the benchmark's (small
+networks are bound by kernel launches there). Evaluation passes and data loading are not counted.
 
 This module imports neither torch nor pandas: Snakemake calls it while it builds the DAG.
 """
@@ -25,10 +26,10 @@ from typing import Any
 from soseleto.config import WorkflowConfig
 from soseleto.cost.gpus import default_device, gpu_layout
 from soseleto.cost.work import BENCH_BATCH, JobKey, Sizes, Work, job_work, workflow_jobs
-from soseleto.paths import SHARE_COST_CSV, STEP_COST_CSV
+from soseleto.paths import share_cost_csv, step_cost_csv
 
 # The time per step in ms (plain step, SOSELETO step) at :data:`BENCH_BATCH` assumed when no
-# step_cost.csv of the device is at hand. cuda: this project's H200 measurement (docs/algorithm.md,
+# step-cost benchmark of the device is at hand. cuda: this project's H200 measurement (docs/algorithm.md,
 # "Step cost"). cpu: `soseleto bench --quick --threads 2` on this project's 2-core CPU machine, LeNet and
 # CIFAR-10 Quick (ResNet-18's plain step did not time reproducibly there: rounded up). mlp and
 # bn_convnet were never timed: rough guesses.
@@ -40,7 +41,8 @@ ASSUMED_MS = {
 }
 OTHER_MINUTES = 0.5  # assumed per job that trains nothing (splits, tables, figures; a download takes longer)
 NOTE = ("Steps: from the config and the set sizes; evaluation passes and data loading are not counted. Time per "
-        "step: `step_cost.csv` when measured on this device (`soseleto bench`), else an assumed default "
+        "step: the config's step-cost benchmark when measured on this device (`step_cost-<device>...csv`, "
+        "`soseleto bench`), else an assumed default "
         "(soseleto/cost/plan.py); scaled from the benchmark's batch to the rule's. Wall time: perfect packing of "
         "the jobs, never less than the longest job; a projection, not a promise (runs that evaluate every epoch, "
         "or share the cores, take longer: docs/workflow.md, \"Cost plan\").")
@@ -72,6 +74,12 @@ def group(works: Iterable[Work]) -> list[Group]:
 
 
 # -- time per step -----------------------------------------------------------------------------------
+def benchmarks(cfg: WorkflowConfig, device: str) -> tuple[str, str]:
+    """The step-cost and the sharing benchmark that the plan of ``cfg`` on ``device`` reads: those
+    that its ``bench`` section writes there (:func:`soseleto.paths.step_cost_csv`, ``share_cost_csv``)."""
+    return step_cost_csv(device, cfg.bench), share_cost_csv(device)
+
+
 def step_costs(device: str, bench_csv: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """Per model: ms per step of each kind the benchmark timed (``plain``, ``soseleto``, and any
     ``<kind>_ms`` column) at :data:`BENCH_BATCH`, and ``from``, where they come from (``measured
@@ -216,7 +224,7 @@ def render_markdown(result: dict[str, Any], *, source: str = "") -> str:
 
 def write_plan(result: dict[str, Any], out_csv: str | os.PathLike, out_md: str | os.PathLike, *,
                config: Any = None) -> None:
-    """``cost_plan.csv`` (one row per rule, :data:`COLUMNS`), ``cost_plan.md`` and their provenance."""
+    """``out_csv`` (one row per rule, :data:`COLUMNS`), ``out_md`` (the table) and their provenance."""
     from soseleto.io import atomic_path, base_provenance, write_json, write_markdown
 
     prov = base_provenance(config, **{k: result[k] for k in ("device", "cores", "gpus", "jobs_per_gpu", "share_from",
@@ -236,13 +244,13 @@ def _hours(h: float) -> str:
 def write_workflow_plan(cfg: WorkflowConfig, bench_csv: str, outputs: Any, config: Any, cores: int,
                         gpu_slots: int | None = None) -> None:
     """Rule ``cost_plan``: the plan of ``snakemake all`` under ``cfg`` into ``outputs.csv`` and ``outputs.md``."""
-    result = plan(cfg, device=default_device(cfg.device), cores=cores, bench_csv=bench_csv, share_csv=SHARE_COST_CSV,
+    device = default_device(cfg.device)
+    result = plan(cfg, device=device, cores=cores, bench_csv=bench_csv, share_csv=benchmarks(cfg, device)[1],
                   **gpu_layout(gpu_slots))
     write_plan(result, outputs.csv, outputs.md, config=config)
 
 
-def show_pending(cfg: WorkflowConfig, dag: Any, *, cores: int, gpu_slots: int | None = None,
-                 bench_csv: str | os.PathLike = STEP_COST_CSV) -> None:
+def show_pending(cfg: WorkflowConfig, dag: Any, *, cores: int, gpu_slots: int | None = None) -> None:
     """The Snakefile's ``onstart``: print the plan of the jobs Snakemake is about to run (``dag``:
     its DAG; ``gpu_slots``: its ``--resources gpu``) to stderr. Advice only: an error here is
     printed, never raised."""
@@ -250,8 +258,10 @@ def show_pending(cfg: WorkflowConfig, dag: Any, *, cores: int, gpu_slots: int | 
 
     try:
         jobs = [(job.rule.name, dict(job.wildcards.items())) for job in dag.needrun_jobs()]
-        result = plan(cfg, device=default_device(cfg.device), cores=cores, bench_csv=bench_csv, jobs=jobs,
-                      share_csv=SHARE_COST_CSV, **gpu_layout(gpu_slots))
+        device = default_device(cfg.device)
+        bench_csv, share_csv = benchmarks(cfg, device)
+        result = plan(cfg, device=device, cores=cores, bench_csv=bench_csv, jobs=jobs, share_csv=share_csv,
+                      **gpu_layout(gpu_slots))
         if result["rows"]:
             print("Cost plan of the jobs to run (soseleto plan):\n" + render_markdown(result), file=sys.stderr)
     except Exception as err:  # noqa: BLE001  (a plan is advice: it never stops the run)

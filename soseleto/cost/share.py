@@ -35,7 +35,7 @@ import time
 import pandas as pd
 
 from soseleto.config import BenchConfig
-from soseleto.paths import SHARE_COST_CSV
+from soseleto.paths import share_cost_csv
 
 log = logging.getLogger(__name__)
 BENCH_MODELS = BenchConfig.__dataclass_fields__["models"].metadata["choices"]
@@ -131,14 +131,18 @@ def measure(models, *, jobs, kinds=KINDS, device: str = "auto", seconds: float, 
     return pd.DataFrame(rows)
 
 
-def run(cfg: BenchConfig, device: str = "auto", *, out: str | os.PathLike = SHARE_COST_CSV, kinds=KINDS,
+def run(cfg: BenchConfig, device: str = "auto", *, out: str | os.PathLike | None = None, kinds=KINDS,
         threads: int = 1) -> pd.DataFrame:
     """The ``share_cost`` rule and this module's command: :func:`measure` the models of ``cfg`` at
-    ``cfg.share_jobs`` jobs for ``cfg.share_seconds`` each and write the rows to ``out``. SIGTERM /
-    Ctrl-C stops it between runs (exit 143 / 130), writing nothing."""
-    from soseleto.cost.bench import check_stop
+    ``cfg.share_jobs`` jobs for ``cfg.share_seconds`` each and write the rows to ``out`` (default:
+    :func:`soseleto.paths.share_cost_csv` of the device). SIGTERM / Ctrl-C stops it between runs
+    (exit 143 / 130), writing nothing."""
+    from soseleto.core.device import resolve_device
     from soseleto.core.stop import stop_requests
+    from soseleto.cost.bench import check_stop
     from soseleto.io import provenance, write_csv
+
+    out = share_cost_csv(str(resolve_device(device))) if out is None else out
 
     with stop_requests() as stop:
         df = measure(cfg.models, jobs=cfg.share_jobs, kinds=kinds, device=device, seconds=cfg.share_seconds,
@@ -166,7 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=d.share_seconds,
                    help="timed window per run (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (default: %(default)s)")
-    p.add_argument("--out", default=SHARE_COST_CSV, help="CSV (default: %(default)s)")
+    p.add_argument("--out", help=f"CSV (default: {share_cost_csv('<device>')})")
     args = p.parse_args(argv)
     if min(args.jobs) < 1 or args.seconds <= 0 or args.threads < 1:
         p.error(f"--jobs {args.jobs}, --seconds {args.seconds} and --threads {args.threads} must be positive")

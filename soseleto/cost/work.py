@@ -61,7 +61,7 @@ JobKey = tuple[str, dict[str, str]]  # a job of the DAG: (rule, wildcards)
 # -- set sizes ---------------------------------------------------------------------------------------
 def class_counts(dataset: str, data: DataConfig, *, results: str | os.PathLike = "results") -> tuple[list[float], int]:
     """Training images per class and channels of ``dataset`` (a torchvision name or a file)."""
-    manifest = Path(results) / "data" / f"{dataset_tag(dataset)}.json"
+    manifest = Path(results) / "data" / f"{dataset_tag(dataset, data)}.json"
     if manifest.exists():  # written by the dataset job: the sizes of the very data the run reads
         m = json.loads(manifest.read_text())
         if m.get("dataset") == dataset and m.get("source") in (data.source, "file"):
@@ -149,8 +149,8 @@ def needed(protocol: str, configured) -> list[registry.Method]:
 
 def workflow_jobs(cfg: WorkflowConfig) -> list[JobKey]:
     """Every job of ``snakemake all`` under ``cfg``: ``(rule, wildcards)`` in stage order."""
-    tags = dict.fromkeys(dataset_tag(d) for d in (cfg.noisy.split.dataset, cfg.transfer.source.dataset,
-                                                  cfg.transfer.target.dataset))
+    tags = dict.fromkeys(dataset_tag(d, cfg.data) for d in (cfg.noisy.split.dataset, cfg.transfer.source.dataset,
+                                                            cfg.transfer.target.dataset))
     jobs: list[JobKey] = [("step_cost", {}), ("cost_plan", {})] + [("dataset", {"dataset": t}) for t in tags]
     jobs += [("synthetic_seed", {"seed": str(s)}) for s in cfg.synthetic.seeds]
     jobs += [("synthetic_summary", {}), ("figure1", {})]

@@ -66,7 +66,7 @@ def data_name(records: list[dict]) -> str:
     for r in records:
         cfg = r["provenance"]["config"]
         named = cfg["split"]["dataset"].lower() in DATASET_NAMES
-        name = dataset_tag(cfg["split"]["dataset"])
+        name = dataset_tag(cfg["split"]["dataset"], None)
         names.add(f"generated {name}" if named and cfg["data"]["source"] == "generated"
                   else ("paper" if name == "cifar10" else name))
     if len(names) != 1:

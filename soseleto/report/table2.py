@@ -74,7 +74,7 @@ def describe_task(task: dict) -> str:
     from soseleto.paths import dataset_tag
 
     def side(s: dict) -> str:
-        name = dataset_tag(s["dataset"])
+        name = dataset_tag(s["dataset"], None)
         c = s["classes"]
         run = c == list(range(c[0], c[0] + len(c)))
         return f"{name} {c[0]}-{c[-1]}" if run else f"{name} {','.join(map(str, c))}"

@@ -1,17 +1,21 @@
 # Cost of one SOSELETO step against one plain step (time and peak memory), per model; and the cost
-# plan of the whole run (jobs, steps and hours per rule) priced with it.
+# plan of the whole run (jobs, steps and hours per rule) priced with it. File names say what was
+# measured (device, quick, threads) or planned (the config's data sets): soseleto/paths.py.
+
+BENCH_DEVICE = PLAN.default_device(DEVICE)  # cpu or cuda: what the plan prices
+STEP_COST_CSV, SHARE_COST_CSV = PLAN.benchmarks(CFG, BENCH_DEVICE)
 
 
 rule step_cost:
     output:
         csv=report(
-            P.STEP_COST_CSV,
+            STEP_COST_CSV,
             caption="../report/step_cost.rst",
             category="Beyond the paper, cost",
             labels={"result": "step cost", "kind": "table"},
         ),
     log:
-        "logs/benchmarks/step_cost.log",
+        log_of(STEP_COST_CSV),
     conda:
         ENV
     # alone on the machine and on the card: it measures time
@@ -31,9 +35,9 @@ rule step_cost:
 # device (python -m soseleto.cost.share); soseleto plan --jobs-per-gpu reads what they gain.
 rule share_cost:
     output:
-        csv=P.SHARE_COST_CSV,
+        csv=SHARE_COST_CSV,
     log:
-        "logs/benchmarks/share_cost.log",
+        log_of(SHARE_COST_CSV),
     conda:
         ENV
     # alone on the machine and on the card: it measures time
@@ -54,14 +58,14 @@ rule cost_plan:
         bench=rules.step_cost.output.csv,
     output:
         csv=report(
-            "results/benchmarks/cost_plan.csv",
+            P.cost_plan(CFG, ".csv"),
             caption="../report/cost_plan.rst",
             category="Beyond the paper, cost",
             labels={"result": "cost plan", "kind": "table"},
         ),
-        md="results/benchmarks/cost_plan.md",
+        md=P.cost_plan(CFG, ".md"),
     log:
-        "logs/benchmarks/cost_plan.log",
+        log_of(P.cost_plan(CFG, ".log")),
     localrule: True
     params:
         config=job_config("device", "data", "synthetic", "transfer", "noisy", "bench"),

@@ -2,6 +2,7 @@
 # modules of the soseleto package are imported here, so building the DAG never loads torch.
 import functools
 import os
+import sys
 
 from soseleto import config as C
 from soseleto.config import methods as R
@@ -27,15 +28,22 @@ GPU = 0 if DEVICE == "cpu" else 1
 job_config = functools.partial(C.job_params, CFG)
 
 
-# data sets by their tag in result paths (results/data/<tag>.json)
+# data sets by their tag in result paths (results/data/<tag>.json; cifar10-generated for the
+# generated stand-in of cifar10: soseleto/paths.py names every result path)
 DATASETS = {
-    P.dataset_tag(d): d
+    P.dataset_tag(d, CFG.data): d
     for d in (
         CFG.noisy.split.dataset,
         CFG.transfer.source.dataset,
         CFG.transfer.target.dataset,
     )
 }
+
+
+def log_of(result):
+    """logs/<path>.log: the log of the job that writes results/<path>.<ext>."""
+    stem = os.path.splitext(result.removeprefix("results/"))[0]
+    return f"logs/{stem}.log"
 
 
 # -- training jobs: what a method's job reads, from the registry (soseleto/config/methods.py) ----------
@@ -79,3 +87,26 @@ def transfer_inputs(wildcards):
         run = run.format(nt=wildcards.nt, seed=wildcards.seed)
         inputs["init"] = os.path.join(run, "checkpoint.pt")
     return inputs
+
+
+# -- snakemake --report: the report of what this config has made -----------------------------------
+REPORTING = any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv)
+
+
+def made(*groups):
+    """The files of `groups` (rules' outputs or inputs), for rule all. Under `snakemake --report`
+    only those that exist: the report shows what this config has made, and Snakemake neither warns
+    that a result not made yet has no metadata nor stops at it. The others are counted on stderr.
+    """
+    files = [str(f) for group in groups for f in group]
+    if not REPORTING:
+        return files
+    present = [f for f in files if os.path.exists(f)]
+    if len(present) < len(files):
+        missing = [f for f in files if f not in present]
+        print(
+            f"soseleto: the report leaves out {len(missing)} of the {len(files)} results of this "
+            f"config, not made yet (e.g. {missing[0]}): run the workflow with the same --configfile first",
+            file=sys.stderr,
+        )
+    return present

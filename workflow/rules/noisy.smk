@@ -1,9 +1,10 @@
 # Section 4.2 / Table 1 / Figure 2: learning with noisy labels (CIFAR-10 in the paper; any data
 # set of noisy.split.dataset). Per noise level: confusion matrix + split; per (noise level,
-# method, seed): one training run. Results live under results/noisy/<data set>/.
+# method, seed): one training run. Results live under results/noisy/<data set>/ (cifar10-generated
+# for the generated stand-in of cifar10).
 
 NOISY = CFG.noisy
-NOISY_TAG = P.dataset_tag(NOISY.split.dataset)
+NOISY_TAG = P.dataset_tag(NOISY.split.dataset, CFG.data)
 NOISE_TAGS = [P.noise_tag(v) for v in NOISY.noise_levels]
 NOISY_METHODS = list(NOISY.methods)
 # the paper's rows of Table 1 (and the alpha-frozen ablation); every method is in table1_peers
@@ -28,7 +29,7 @@ wildcard_constraints:
 
 rule noisy_split:
     input:
-        P.manifest(NOISY.split.dataset),
+        P.manifest(NOISY.split.dataset, CFG.data),
     output:
         split=f"{NOISY_DIR}/noise{{noise}}/split.csv",
         confusion=f"{NOISY_DIR}/noise{{noise}}/confusion.csv",

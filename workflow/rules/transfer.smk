@@ -5,8 +5,10 @@
 
 TR = CFG.transfer
 AC = TR.appendix_c
-TASK = P.transfer_tag(TR.source, TR.target)
-TASK_AC = P.transfer_tag(C.SideConfig(TR.source.dataset, AC.source_classes), TR.target)
+TASK = P.transfer_tag(TR.source, TR.target, CFG.data)
+TASK_AC = P.transfer_tag(
+    C.SideConfig(TR.source.dataset, AC.source_classes), TR.target, CFG.data
+)
 TR_DIR = f"results/transfer/{TASK}"
 SPLITS = f"{TR_DIR}/splits"
 TR_RUN = f"{TR_DIR}/nt{{nt}}/seed{{seed}}"
@@ -33,7 +35,7 @@ wildcard_constraints:
 
 rule transfer_source_split:
     input:
-        P.manifest(TR.source.dataset),
+        P.manifest(TR.source.dataset, CFG.data),
     output:
         split=f"{SPLITS}/source.csv",
     log:
@@ -69,7 +71,7 @@ use rule transfer_source_split as appendix_c_source_split with:
 
 use rule transfer_source_split as transfer_target_split with:
     input:
-        P.manifest(TR.target.dataset),
+        P.manifest(TR.target.dataset, CFG.data),
     output:
         target=f"{SPLITS}/target_nt{{nt}}_seed{{seed}}.csv",
         test=f"{SPLITS}/test_nt{{nt}}_seed{{seed}}.csv",
