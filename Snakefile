@@ -11,7 +11,10 @@ min_version("8.0")
 
 
 # The paper's settings; `--configfile other.yaml` overrides them key by key.
-configfile: os.path.join(workflow.basedir, "config/config.yaml")
+DEFAULT_CONFIG = os.path.join(workflow.basedir, "config/config.yaml")
+
+
+configfile: DEFAULT_CONFIG
 
 
 validate(config, schema="workflow/schemas/config.schema.yaml")
@@ -34,6 +37,29 @@ include: "workflow/rules/peers.smk"
 onstart:
     PLAN.show_pending(
         CFG, workflow.dag, cores=all_cores(workflow), gpu_slots=gpu_slots(workflow)
+    )
+
+
+# After the last job: where the tables, figures and the report are.
+onsuccess:
+    print(
+        P.where_results(
+            [
+                "results/synthetic",
+                "results/figures",
+                NOISY_TABLES,
+                NOISY_FIGURES,
+                TR_TABLES,
+                TR_FIGURES,
+                AC_FIGURES,
+                "results/benchmarks",
+            ],
+            [
+                os.path.relpath(str(f))
+                for f in workflow.configfiles
+                if os.path.abspath(str(f)) != DEFAULT_CONFIG
+            ],
+        )
     )
 
 

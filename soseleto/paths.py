@@ -125,3 +125,23 @@ def detection_runs(methods, noise_tags, seeds, *, run: str, bench: str | None = 
                 runs.append({"noise": float(n), "method": m, "seed": int(s), "path": run.format(**key) + file,
                              **({"benchmark": bench.format(**key)} if bench else {})})
     return runs
+
+
+def where_results(folders: list[str], configfiles: list[str]) -> str:
+    """What a finished workflow run prints: the tables (``.md``) and figures (``.png``) under the
+    existing ``folders`` (relative paths), and the command that builds the HTML report of this run."""
+    lines = ["", "Results of this run:"]
+    for folder in dict.fromkeys(folders):
+        path = PurePath(folder)
+        found = sorted(p.name for p in _listing(folder) if p.suffix in (".md", ".png"))
+        if found:
+            lines.append(f"  {path}/: {', '.join(found)}")
+    configs = "".join(f" --configfile {c}" for c in configfiles)
+    lines.append(f"  report: snakemake --report results/report.html{configs}")
+    return "\n".join(lines) + "\n"
+
+
+def _listing(folder: str) -> list[PurePath]:
+    import os
+
+    return [PurePath(folder, name) for name in os.listdir(folder)] if os.path.isdir(folder) else []

@@ -67,3 +67,13 @@ def test_the_cost_plan_and_the_benchmarks_name_what_they_planned_and_measured():
                                              "results/benchmarks/share_cost-cpu.csv")
     assert plan.benchmarks(smoke, "cpu")[0] == paths.step_cost_csv("cpu", smoke.bench)
     assert [paths.noise_tag(n) for n in (0.3, 0.40, 0.5, 1e-3)] == ["0.3", "0.4", "0.5", "0.001"]
+
+
+def test_where_results_lists_tables_figures_and_the_report_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/tables/mnist5k").mkdir(parents=True)
+    for name in ("table1.md", "table1.csv", "curves.png"):
+        (tmp_path / "results/tables/mnist5k" / name).write_text("x")
+    text = paths.where_results(["results/tables/mnist5k", "results/figures/missing"], ["config/digits.yaml"])
+    assert "results/tables/mnist5k/: curves.png, table1.md" in text and "missing" not in text
+    assert text.rstrip().endswith("report: snakemake --report results/report.html --configfile config/digits.yaml")
