@@ -302,8 +302,14 @@ class SignalAt:
     def step(self, *batch):
         self.count += 1
         if self.count == self.at:
-            for signum in self.signals:
+            for i, signum in enumerate(self.signals):
+                before = signal.getsignal(signum)
                 os.kill(os.getpid(), signum)
+                # the kernel merges a signal still pending with the next one of its kind: before sending
+                # another, let the handler of this one run (it changes the handler; 5 s at most)
+                deadline = time.monotonic() + 5
+                while i + 1 < len(self.signals) and signal.getsignal(signum) is before and time.monotonic() < deadline:
+                    time.sleep(0.001)
         return self.method.step(*batch)
 
     def __getattr__(self, name):  # state_dict, load_state_dict and, when the method has it, summary
