@@ -12,7 +12,7 @@ config (:func:`config_tag`). ``results/README.md`` lists them all.
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from soseleto.config import DATASET_NAMES, BenchConfig, DataConfig, SideConfig, WorkflowConfig
@@ -108,7 +108,7 @@ def detection_runs(methods, noise_tags, seeds, *, run: str, bench: str | None = 
                    cleanlab: bool = True) -> list[dict[str, Any]]:
     """The runs that score the source, in table order: ``noise``, ``method``, ``seed``, ``path``
     (``run`` is the run directory pattern with ``{noise}``, ``{method}``, ``{seed}``) and, with
-    ``bench`` (the same fields), ``benchmark``: the Snakemake benchmark file of the job, whose CPU
+    ``bench`` (the same fields), ``benchmark``: the Snakemake benchmark file of the job, whose wall
     time is the detector's cost.
 
     The detectors of the registry (:func:`soseleto.config.methods.detectors`) among ``methods``;
@@ -132,16 +132,10 @@ def where_results(folders: list[str], configfiles: list[str]) -> str:
     existing ``folders`` (relative paths), and the command that builds the HTML report of this run."""
     lines = ["", "Results of this run:"]
     for folder in dict.fromkeys(folders):
-        path = PurePath(folder)
-        found = sorted(p.name for p in _listing(folder) if p.suffix in (".md", ".png"))
+        found = sorted(p.name for p in Path(folder).glob("*") if p.suffix in (".md", ".png"))
         if found:
-            lines.append(f"  {path}/: {', '.join(found)}")
+            lines.append(f"  {folder}/: {', '.join(found)}")
     configs = "".join(f" --configfile {c}" for c in configfiles)
     lines.append(f"  report: snakemake --report results/report.html{configs}")
     return "\n".join(lines) + "\n"
 
-
-def _listing(folder: str) -> list[PurePath]:
-    import os
-
-    return [PurePath(folder, name) for name in os.listdir(folder)] if os.path.isdir(folder) else []

@@ -248,10 +248,17 @@ def updated_alpha(alpha_b: torch.Tensor, alignment: torch.Tensor, *, step: float
 
 
 def run_noisy(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: SoseletoConfig,
-              options: Any = None, *, seed: int, device: torch.device, **common: Any) -> RunResult:
+              options: Any = None, *, seed: int, device: torch.device, alpha: torch.Tensor | None = None,
+              **common: Any) -> RunResult:
     """Algorithm 1 in noisy-label mode (one classifier) on the noisy ``source`` and the clean
-    ``target``; the result's scores are alpha (``common``: see :func:`soseleto.core.loop.train`)."""
+    ``target``, alpha starting from ``alpha`` (``(n_source,)``) when given; the result's scores are
+    alpha (``common``: see :func:`soseleto.core.loop.train`)."""
     trainer = Soseleto(features, head, None, n_source=len(source), n_target=len(target), cfg=cfg, device=device)
+    if alpha is not None:
+        if alpha.shape != trainer.alpha.shape:
+            raise ValueError(f"alpha has shape {tuple(alpha.shape)}; the source has {len(source)} samples")
+        with torch.no_grad():
+            trainer.alpha.copy_(alpha)
     history = train(trainer, source, target, schedule=cfg.schedule, seed=seed, device=device, **common)
     return RunResult(history, trainer.alpha.cpu().numpy())
 
@@ -272,17 +279,10 @@ def run_theta(features: nn.Module, head: nn.Module, source: Labeled, target: Lab
 
 
 def run_retrain(features: nn.Module, head: nn.Module, source: Labeled, target: Labeled, cfg: SoseletoConfig,
-                options: Any = None, *, alpha: torch.Tensor, seed: int, device: torch.device,
-                **common: Any) -> RunResult:
+                options: Any = None, *, alpha: torch.Tensor, **common: Any) -> RunResult:
     """Fresh weights trained by Algorithm 1 with ``alpha`` (a finished run's, ``(n_source,)``)
     frozen (``lr_alpha = 0``): the source weighted as SOSELETO learned to weigh it, from the first
     step, so that the mislabeled samples are not learned before alpha has found them (not the paper;
     twice SOSELETO's compute). The result's scores are that alpha."""
-    trainer = Soseleto(features, head, None, n_source=len(source), n_target=len(target),
-                       cfg=dataclasses.replace(cfg, lr_alpha=0.0), device=device)
-    if alpha.shape != trainer.alpha.shape:
-        raise ValueError(f"alpha has shape {tuple(alpha.shape)}; the source has {len(source)} samples")
-    with torch.no_grad():
-        trainer.alpha.copy_(alpha)
-    history = train(trainer, source, target, schedule=cfg.schedule, seed=seed, device=device, **common)
-    return RunResult(history, trainer.alpha.cpu().numpy())
+    return run_noisy(features, head, source, target, dataclasses.replace(cfg, lr_alpha=0.0), None, alpha=alpha,
+                     **common)
