@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from soseleto.config import BenchConfig, PairedConfig, PeerConfig, SoseletoConfig
+from soseleto.config import methods as registry
 from soseleto.core.device import resolve_device
 from soseleto.core.forward_mode import reference_alignment
 from soseleto.core.models import build
@@ -69,8 +70,9 @@ CHECK_TOL = 1e-6  # max relative error of the alpha change, float64
 # that of float32 eager steps, or COMPILE_FLOOR (other fusions round differently, not by orders of magnitude)
 COMPILE_FACTOR, COMPILE_FLOOR = 10.0, 1e-4
 LR_P, MOMENTUM = 1e-3, 0.9
-# the peers' steps, timed beside the plain and the SOSELETO step (columns <step>_ms, <step>_ratio, ...)
-PEER_STEPS = ("joint", "l2rw", "mwnet", "glc", "noise_layer")
+# the peers' steps (the registry's peer rows), timed beside the plain and the SOSELETO step (columns
+# <step>_ms, <step>_ratio, ...); a peer added to the registry without a step in Case.peer_step fails the bench
+PEER_STEPS = registry.names("noisy", rows=("peer",))
 
 
 @dataclass(frozen=True)
