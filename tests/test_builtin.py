@@ -113,8 +113,8 @@ def test_digits8x8_as_a_transfer_source_for_mnist5k(tmp_path):
 
 @pytest.mark.slow
 def test_an_installed_package_carries_mnist5k(tmp_path):
-    """``pip install .`` (here into a folder, from a copy of the sources) ships the file, and the
-    installed package, run from elsewhere, reads it."""
+    """``pip install .`` (here into a folder, from a copy of the sources) ships the files, and the
+    installed package, run from elsewhere, reads them."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -125,9 +125,9 @@ def test_an_installed_package_carries_mnist5k(tmp_path):
                     "--target", str(target), str(src)], check=True, capture_output=True, timeout=300)
     code = ("import soseleto.data.builtin as b; from soseleto.data import user\n"
             "s = user.load_set('mnist5k:0,1')\n"
-            "print(b.resolve('mnist5k')); print(len(s))\n")
+            "print(b.resolve('mnist5k')); print(len(s)); print(len(user.load_set('digits8x8')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)})
     assert out.returncode == 0, out.stderr
-    where, n = out.stdout.split()
-    assert Path(where).is_relative_to(target) and int(n) == 1000
+    where, n, n_digits = out.stdout.split()
+    assert Path(where).is_relative_to(target) and int(n) == 1000 and int(n_digits) == 1797
