@@ -26,6 +26,7 @@ Each set is one of
   NAME:SPLIT[:CLASSES]   torchvision set: cifar10, cifar100, svhn, mnist, fashionmnist or kmnist;
                          split train or test
   mnist5k[:CLASSES]      5,000 real MNIST digits shipped with the package (no split of its own)
+  digits8x8[:CLASSES]    scikit-learn's 1,797 real 8x8 digits, shipped likewise
   FILE.npz[:CLASSES]     arrays x (N, H, W) or (N, H, W, C) uint8 and y (N,) integer labels
                          (float pixels in [0, 1] or [0, 255] are accepted; NaN is not)
   FOLDER[:CLASSES]       ImageFolder layout FOLDER/<class>/<image>, classes in sorted order

@@ -39,6 +39,20 @@ def test_steps_follow_set_sizes_batches_and_epochs(tmp_path):
     assert sos.batch == 320 and sos.model == "cifar_quick" and sos.kind == "soseleto"
 
 
+def test_transfer_set_sizes_leave_a_file_targets_test_images_out(tmp_path):
+    """config/digits.yaml: mnist5k 0-4 -> 5-9 with 100 test digits per class held out of the pool and
+    of Appendix C's source (0-9 of the same file); config/digits_cross.yaml: another file, all of it."""
+    digits = plan.load_config([REPO / "config/digits.yaml"], base=REPO / "config/config.yaml")[0]
+    sizes = work.Sizes(digits, tmp_path)
+    assert sizes.transfer(25) == {"source": 2500, "target": 25, "pool": 2500 - 500 - 25}
+    assert sizes.transfer(25, source_classes=tuple(range(10)))["source"] == 5000 - 500
+    cross = plan.load_config([REPO / "config/digits.yaml", REPO / "config/digits_cross.yaml"],
+                             base=REPO / "config/config.yaml")[0]
+    sizes = work.Sizes(cross, tmp_path)
+    assert sizes.transfer(20) == {"source": 901, "target": 20, "pool": 2500 - 500 - 20}
+    assert sizes.transfer(25, source_classes=tuple(range(10)))["source"] == 1797
+
+
 def test_hours_are_steps_times_the_scaled_step_time(tmp_path):
     bench = tmp_path / "step_cost.csv"
     bench.write_text("model,device,threads,source_batch,target_batch,plain_ms,soseleto_ms\n"

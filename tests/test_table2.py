@@ -103,6 +103,19 @@ def test_appendix_c_accuracy_by_seed():
     assert (acc.paper_accuracy_pct == R.PAPER_APPENDIX_C).all()
 
 
+def test_alpha_separation_of_shared_and_other_source_classes():
+    alpha = pd.DataFrame({"label": [0, 0, 1, 5, 5, 6], "alpha": [0.1, 0.9, 0.0, 1.0, 0.85, 0.2]})
+    out = R.alpha_separation(alpha, [5, 6], threshold=0.8)
+    assert out["mean_alpha_shared"] == pytest.approx((1.0 + 0.85 + 0.2) / 3)
+    assert out["mean_alpha_other"] == pytest.approx(1.0 / 3)
+    assert out["percent_good_shared"] == pytest.approx(200 / 3) and out["percent_good_other"] == pytest.approx(100 / 3)
+    # pairs (shared, other) with the shared image above: 3 + 2 + 2 of 9 (0.9 beats 0.85 and 0.2)
+    assert out["auroc_shared"] == pytest.approx(7 / 9)
+    assert np.isnan(R.alpha_separation(alpha, [0, 1, 5, 6], threshold=0.8)["auroc_shared"])  # no "other" image
+    flipped = R.alpha_separation(alpha.assign(alpha=-alpha.alpha), [5, 6], threshold=0.8)
+    assert flipped["auroc_shared"] == pytest.approx(1 - 7 / 9)
+
+
 def test_appendix_c_figures_show_the_source_images_of_their_rows(tmp_path, monkeypatch):
     data = DataConfig(source="generated", dir="unused", generated_train=200, generated_test=50)
     x, y = sets.load_labelled("svhn", "train", data)
@@ -143,7 +156,9 @@ def test_write_appendix_c_writes_every_output(tmp_path):
            "figure5": [str(tmp_path / "f5.png")]}
     R.write_appendix_c([str(p) for p in paths], [str(p) for p in alphas], [0, 1], to_dict(data), threshold=0.8,
                        bad_quantile=0.1, grid=4, lowest=3, outputs=out)
-    assert pd.read_csv(tmp_path / "acc.csv").accuracy_pct.tolist() == pytest.approx([50.0, 60.0])
+    acc = pd.read_csv(tmp_path / "acc.csv")
+    assert acc.accuracy_pct.tolist() == pytest.approx([50.0, 60.0])
+    assert acc.auroc_shared.between(0, 1).all() and acc.mean_alpha_shared.between(0, 1.1).all()  # random alpha
     f3 = pd.read_csv(tmp_path / "f3.csv")
     assert sorted(set(f3.seed)) == [0, 1] and set(f3.label) == set(y.tolist())
     for name in ("f3.png", "f4.png", "f4.pdf", "f5.png"):

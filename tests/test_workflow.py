@@ -118,6 +118,20 @@ def test_configs_share_no_output_but_the_same_computation(tmp_path):
         assert shared == [], (a, b, shared[:5])
 
 
+def test_the_cross_domain_digits_config_writes_its_transfer_results_under_its_own_names(tmp_path):
+    """config/digits_cross.yaml on top of config/digits.yaml: digits8x8 -> mnist5k, Table 2 and
+    Appendix C in their own folders, none of them a file of the same-domain task."""
+    digits = _outputs(tmp_path, REPO / "config/digits.yaml")
+    cross = _outputs(tmp_path, REPO / "config/digits.yaml", REPO / "config/digits_cross.yaml")
+    transfer = {p for p in cross if "-to-" in p}
+    assert {"results/tables/digits8x8_01234-to-mnist5k_56789/table2.md",
+            "results/tables/digits8x8_01234-to-mnist5k_56789/appendix_c.csv",
+            "results/figures/digits8x8_0123456789-to-mnist5k_56789/figure3.png",
+            "results/transfer/digits8x8_01234-to-mnist5k_56789/nt20/seed2/two_stage/metrics.json"} <= transfer
+    assert not transfer & digits and all("digits8x8_" in p for p in transfer)
+    assert "results/transfer/mnist5k_01234-to-mnist5k_56789/nt25/seed2/two_stage/metrics.json" in digits
+
+
 def test_the_report_of_a_config_not_run_yet_warns_of_no_missing_metadata(tmp_path):
     """`snakemake --report` of a config whose results are not made yet (here: none) reports what
     exists, says what it leaves out, and neither warns of missing metadata nor stops."""

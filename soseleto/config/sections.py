@@ -112,7 +112,8 @@ class PeerConfig(Section):
 
 
 # -- soseleto fit ----------------------------------------------------------------------------------------
-SET_DOC = "NAME:SPLIT[:CLASSES] (a torchvision set), mnist5k[:CLASSES], FILE.npz[:CLASSES] or FOLDER[:CLASSES]"
+SET_DOC = ("NAME:SPLIT[:CLASSES] (a torchvision set), mnist5k[:CLASSES] or digits8x8[:CLASSES] (built in), "
+           "FILE.npz[:CLASSES] or FOLDER[:CLASSES]")
 
 
 @dataclass(frozen=True)
@@ -186,12 +187,12 @@ class SyntheticConfig(Section):
         require("n_noisy", self.n_noisy <= self.n_source, self.n_noisy, f"in [0, n_source={self.n_source}]")
 
 
-# torchvision sets the data layer reads (soseleto/config/datasets.py); any other name is mnist5k (built in) or a
-# file path
+# torchvision sets the data layer reads (soseleto/config/datasets.py); any other name is mnist5k or digits8x8
+# (built in) or a file path
 DATASET_NAMES = tuple(CATALOG)
 DATASET_DOC = ("torchvision set (cifar10, cifar100, svhn, mnist, fashionmnist, kmnist), mnist5k (5,000 MNIST "
-               "digits shipped with the package: a file, no test split), or the path of an .npz file (x: N,H,W[,C] "
-               "uint8; y: N int) or of an ImageFolder")
+               "digits) or digits8x8 (scikit-learn's 1,797 8x8 digits), shipped with the package (files: no test "
+               "split), or the path of an .npz file (x: N,H,W[,C] uint8; y: N int) or of an ImageFolder")
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,19 @@ class Sizes:
 
     def transfer(self, n_target: int, *, source_classes: tuple[int, ...] | None = None) -> dict[str, float]:
         """The Table 2 protocol's sets for one target size: ``source`` (the source classes' images),
-        ``target``, ``pool`` (the target classes' other training images)."""
+        ``target``, ``pool`` (the target classes' other training images). A file target's
+        ``test_per_class`` held-out images of each target class are in neither the pool nor a
+        source drawn from the same file."""
         tr = self.cfg.transfer
         src, _ = self.counts(tr.source.dataset)
         tgt, _ = self.counts(tr.target.dataset)
-        source = round(sum(src[c] for c in (source_classes or tr.source.classes)))
-        return {"source": source, "target": n_target, "pool": round(sum(tgt[c] for c in tr.target.classes)) - n_target}
+        held = tr.test_per_class or 0  # null for a set with its own test split (TransferConfig.check)
+        classes = source_classes or tr.source.classes
+        source = round(sum(src[c] for c in classes))
+        if tr.source.dataset == tr.target.dataset:
+            source -= held * len(set(classes) & set(tr.target.classes))
+        pool = round(sum(tgt[c] for c in tr.target.classes)) - held * len(tr.target.classes) - n_target
+        return {"source": source, "target": n_target, "pool": pool}
 
     def model(self, protocol: str) -> str:
         cfg = getattr(self.cfg, protocol)

@@ -5,7 +5,7 @@ conversion to normalised float happens once (:func:`soseleto.data.images.to_floa
 in memory, so they are kept whole as tensors and batched with ``randperm`` (no DataLoader).
 
 A *data set* in the config is a torchvision name (:data:`DATASETS`), a set shipped with the
-package (``mnist5k``: :mod:`soseleto.data.builtin`), or the path of an ``.npz`` file or an
+package (``mnist5k``, ``digits8x8``: :mod:`soseleto.data.builtin`), or the path of an ``.npz`` file or an
 ImageFolder (:mod:`soseleto.data.files`); the last three have no test split of their own.
 ``data.source: generated`` replaces every torchvision set by a small generated one of the same
 shape and class count (:func:`generated`), so the whole workflow runs without downloads.

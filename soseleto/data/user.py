@@ -4,8 +4,8 @@ A spec names one labelled image set, optionally followed by ``:CLASSES``:
 
 * ``cifar10:train``, ``mnist:test:5,6,7,8,9``, ``svhn:train:0-4`` -- a torchvision data set
   (``NAME:SPLIT[:CLASSES]``, NAME one of :data:`soseleto.data.sets.DATASETS`);
-* ``mnist5k[:CLASSES]`` -- a set shipped with the package (:mod:`soseleto.data.builtin`), read
-  as the ``.npz`` file it is;
+* ``mnist5k[:CLASSES]``, ``digits8x8[:CLASSES]`` -- a set shipped with the package
+  (:mod:`soseleto.data.builtin`), read as the ``.npz`` file it is;
 * ``path/to/file.npz[:CLASSES]`` -- arrays ``x`` uint8 ``(N, H, W)`` or ``(N, H, W, C)`` and ``y``
   integer ``(N,)`` (float pixels in [0, 1] or [0, 255] are accepted: :mod:`soseleto.data.files`);
 * ``path/to/folder[:CLASSES]`` -- torchvision's ImageFolder layout, one sub-folder per class

@@ -123,7 +123,7 @@ def label_error_pr(curves: pd.DataFrame, points: pd.DataFrame | None = None, *, 
 # -- Appendix C: SVHN 0-9 -> MNIST 5-9 ------------------------------------------------------------
 def figure3(per_class: pd.DataFrame, *, threshold: float, title_suffix: str = "",
             target_classes: tuple[int, ...] = (5, 6, 7, 8, 9)) -> plt.Figure:
-    """Figure 3: percentage of source instances with ``alpha > threshold`` per SVHN class.
+    """Figure 3: percentage of source instances with ``alpha > threshold`` per source class.
 
     ``per_class`` has columns label, percent_good and seed (one row per class and seed); bars are
     the mean over seeds, error bars the standard deviation when there are several. Source classes
@@ -138,7 +138,7 @@ def figure3(per_class: pd.DataFrame, *, threshold: float, title_suffix: str = ""
     ax.bar(mean.index.to_numpy(), mean.to_numpy(), yerr=std.to_numpy() if per_class.seed.nunique() > 1 else None,
            color=colors, capsize=3)
     ax.set_xticks(mean.index.to_numpy())
-    ax.set_xlabel("SVHN class"), ax.set_ylabel(f"% of instances with $\\alpha$ > {threshold:g}")
+    ax.set_xlabel("source class"), ax.set_ylabel(f"% of instances with $\\alpha$ > {threshold:g}")
     ax.set_ylim(0, 100)
     ax.legend(handles=[Patch(color="tab:blue", label="not a target class"),
                        Patch(color="tab:orange", label="also a target class")], fontsize=9, loc="upper right")
@@ -161,7 +161,7 @@ def image_grid(ax, images, *, ncols: int = 8) -> None:
 
 
 def figure4(good, bad, *, threshold: float, bad_quantile: float, title_suffix: str = "") -> plt.Figure:
-    """Figure 4: random "good" (left) and "bad" (right) SVHN instances of class 0, uint8 ``(N, C, H, W)``."""
+    """Figure 4: random "good" (left) and "bad" (right) source instances of class 0, uint8 ``(N, C, H, W)``."""
     rows = max(1, int(np.ceil(max(len(good), len(bad)) / 8)))
     # height from the rows of images (8 to a row, each panel 5 in wide), so no empty band above them
     fig, (ax_g, ax_b) = plt.subplots(1, 2, figsize=(10, 0.65 * rows + 1.0))
@@ -170,13 +170,13 @@ def figure4(good, bad, *, threshold: float, bad_quantile: float, title_suffix: s
         ax.set_anchor("N")
     ax_g.set_title(f"good: random class-0 instances with $\\alpha$ > {threshold:g} ({len(good)} shown)", fontsize=9)
     ax_b.set_title(f"bad: random among the lowest {100 * bad_quantile:g}% of class 0 by $\\alpha$ ({len(bad)} shown)", fontsize=9)
-    fig.suptitle(f"Figure 4: SVHN instances labelled 0{title_suffix}", fontsize=10)
+    fig.suptitle(f"Figure 4: source instances labelled 0{title_suffix}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def figure5(images, alphas, indices, *, ncols: int = 8, title_suffix: str = "") -> plt.Figure:
-    """Figure 5: the lowest-alpha SVHN instances labelled 0, each titled with its index and alpha."""
+    """Figure 5: the lowest-alpha source instances labelled 0, each titled with its index and alpha."""
     n = len(images)
     rows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(rows, ncols, figsize=(1.4 * ncols, 1.6 * rows + 0.6), squeeze=False)
@@ -185,7 +185,7 @@ def figure5(images, alphas, indices, *, ncols: int = 8, title_suffix: str = "") 
     for ax, img, a, i in zip(axes.flat, np.asarray(images), alphas, indices):
         ax.imshow(img.transpose(1, 2, 0).squeeze(), cmap="gray" if img.shape[0] == 1 else None)
         ax.set_title(f"#{int(i)}\n$\\alpha$={float(a):.2f}", fontsize=7)
-    fig.suptitle(f"Figure 5: the {n} lowest-$\\alpha$ SVHN instances labelled 0{title_suffix}", fontsize=10)
+    fig.suptitle(f"Figure 5: the {n} lowest-$\\alpha$ source instances labelled 0{title_suffix}", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -204,6 +204,29 @@ def appendix_c_accuracy(records: list[dict]) -> pd.DataFrame:
                          "paper_accuracy_pct": PAPER_APPENDIX_C}).sort_values("seed", ignore_index=True)
 
 
+def alpha_separation(alpha: pd.DataFrame, target_classes: Sequence[int], threshold: float) -> dict[str, float]:
+    """Does alpha keep the source classes that are also target classes ("shared") and drop the others?
+
+    ``alpha`` has columns ``label`` (original source label) and ``alpha`` (one row per source
+    image). Returns the mean alpha and the percentage with ``alpha > threshold`` of the shared and
+    of the other images, and ``auroc_shared``: the AUROC of alpha as a score for "shared" (1: every
+    shared image above every other, 0.5: alpha does not tell them apart; NaN without both kinds).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    shared = alpha.label.isin(list(target_classes)).to_numpy()
+    a = alpha.alpha.to_numpy(dtype=float)
+    both = shared.any() and not shared.all()
+
+    def part(mask: np.ndarray, fn) -> float:
+        return float(fn(a[mask])) if mask.any() else float("nan")
+
+    return {"mean_alpha_shared": part(shared, np.mean), "mean_alpha_other": part(~shared, np.mean),
+            "percent_good_shared": part(shared, lambda v: 100.0 * np.mean(v > threshold)),
+            "percent_good_other": part(~shared, lambda v: 100.0 * np.mean(v > threshold)),
+            "auroc_shared": float(roc_auc_score(shared, a)) if both else float("nan")}
+
+
 def write_appendix_c(metrics_jsons: Sequence[str], alpha_csvs: Sequence[str], seeds: Sequence[int], data_cfg: Mapping[str, Any],
                      *, threshold: float, bad_quantile: float, grid: int, lowest: int, outputs: Mapping[str, Any]) -> None:
     """``outputs``: ``accuracy`` and ``figure3_data`` (CSV), ``figure3``/``figure4``/``figure5`` (lists of image paths).
@@ -218,14 +241,16 @@ def write_appendix_c(metrics_jsons: Sequence[str], alpha_csvs: Sequence[str], se
     records = read_metrics(metrics_jsons)
     data = data_source(records)
     prov = provenance(records[0]["provenance"]["config"], inputs=list(map(str, alpha_csvs)), data_source=data, threshold=threshold)
-    acc = appendix_c_accuracy(records)
-    write_csv(acc, outputs["accuracy"], prov=prov)
-    log.info("Appendix C accuracy (%%): %s (paper %.1f)", acc.accuracy_pct.round(2).tolist(), PAPER_APPENDIX_C)
+    target = tuple(records[0]["provenance"]["config"]["task"]["target"]["classes"])
     alphas = [pd.read_csv(p) for p in alpha_csvs]
+    separation = pd.DataFrame([{"seed": s, **alpha_separation(a, target, threshold)} for a, s in zip(alphas, seeds)])
+    acc = appendix_c_accuracy(records).merge(separation, on="seed", how="left")
+    write_csv(acc, outputs["accuracy"], prov=prov)
+    log.info("Appendix C accuracy (%%): %s (paper %.1f); AUROC of alpha for a shared class: %s",
+             acc.accuracy_pct.round(2).tolist(), PAPER_APPENDIX_C, acc.auroc_shared.round(3).tolist())
     per_seed = pd.concat([good_percent_by_class(a, threshold).assign(seed=s) for a, s in zip(alphas, seeds)], ignore_index=True)
     write_csv(per_seed, outputs["figure3_data"], prov=prov)
     title = {"paper": "", "generated": GENERATED}.get(data, f" [{data}]")
-    target = tuple(records[0]["provenance"]["config"]["task"]["target"]["classes"])
     _save(plots.figure3(per_seed, threshold=threshold, title_suffix=title, target_classes=target), outputs["figure3"],
           prov)
 
