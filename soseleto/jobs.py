@@ -131,7 +131,7 @@ def noisy_run(job: Job) -> None:
     noisy.run_method(job.params["method"], settings, split_cfg=job.cfg("noisy.split"), model=job.cfg("noisy.model"),
                      data=job.cfg("data"), noise=float(job.wildcards["noise"]), seed=int(job.wildcards["seed"]),
                      device=job.params["device"], split_csv=job.input["split"], outputs=job.output, options=options,
-                     init=None if init is None else (job.input["init"], init))
+                     init=None if init is None else (job.input["init"], init), weight_init=job.cfg("noisy.weight_init"))
 
 
 def noisy_cleanlab(job: Job) -> None:
@@ -140,7 +140,7 @@ def noisy_cleanlab(job: Job) -> None:
     run_cleanlab(job.cfg("noisy.baseline"), folds=job.cfg("noisy.cleanlab_folds"), split_cfg=job.cfg("noisy.split"),
                  model=job.cfg("noisy.model"), data=job.cfg("data"), noise=float(job.wildcards["noise"]),
                  seed=int(job.wildcards["seed"]), device=job.params["device"], split_csv=job.input["split"],
-                 scores_csv=job.output["scores"])
+                 scores_csv=job.output["scores"], weight_init=job.cfg("noisy.weight_init"))
 
 
 def table1(job: Job) -> None:
@@ -214,7 +214,7 @@ def transfer_run(job: Job) -> None:
     method = job.params["method"]
     appendix_c = method == "appendix_c"
     task = transfer.Task(_source_side(job, appendix_c), job.cfg("transfer.target"), job.cfg("transfer.image_size"),
-                         job.cfg("transfer.model"))
+                         job.cfg("transfer.model"), job.cfg("transfer.weight_init"))
     n_target = job.cfg("transfer.appendix_c").n_target if appendix_c else (
         int(job.wildcards["nt"]) if "nt" in job.wildcards else None)
     settings, options, init = method_settings(job, "transfer")

@@ -1,10 +1,12 @@
 """Networks as (features, classifier) (:mod:`soseleto.core.models`)."""
 
+import numpy as np
 import pytest
 import torch
 
-from soseleto.core.models import (MIN_SIDE, MODELS, NATIVE_SIDE, auto_model, build, build_classifier, build_features,
-                                  check_fits, choose_model)
+from soseleto.config import sections
+from soseleto.core.models import (CAFFE_FILLERS, MIN_SIDE, MODELS, NATIVE_SIDE, WEIGHT_INITS, auto_model, build,
+                                  build_classifier, build_features, check_fits, choose_model)
 
 
 def test_model_follows_the_image_shape():
@@ -77,3 +79,50 @@ def test_auto_scales_small_images_up_to_the_networks_own_size():
         assert side >= MIN_SIDE[name]
     with pytest.raises(ValueError, match="model='vgg' is unknown"):
         check_fits("vgg", (1, 28, 28))
+
+
+def _weight_layers(features, heads):
+    layers = [m for m in features.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    return layers + list(heads)
+
+
+def test_caffe_init_draws_the_prototxt_fillers_and_zero_biases():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    features, heads = build("cifar_quick", (3, 32, 32), [10, 5], seed=3, weight_init="caffe")
+    assert torch.equal(torch.rand(3), expected)  # the caller's generator is untouched
+    layers = _weight_layers(features, heads)
+    stds = [layer.weight.std().item() for layer in layers]
+    # conv1 0.0001, conv2 0.01, conv3 0.01, ip1 0.1, every classifier ip2's 0.1
+    np.testing.assert_allclose(stds, [1e-4, 1e-2, 1e-2, 0.1, 0.1, 0.1], rtol=0.1)
+    assert all(layer.weight.mean().abs() < 0.2 * s for layer, s in zip(layers, stds))
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in layers)
+    again, heads2 = build("auto", (3, 32, 32), [10, 5], seed=3, weight_init="caffe")  # auto = cifar_quick here
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(layers, _weight_layers(again, heads2)))
+    other, _ = build("cifar_quick", (3, 32, 32), [10, 5], seed=4, weight_init="caffe")
+    assert not torch.equal(_weight_layers(other, [])[0].weight, layers[0].weight)
+
+
+def test_caffe_init_of_lenet_is_caffes_xavier_filler():
+    features, (head,) = build("lenet", (1, 28, 28), [10], seed=0, weight_init="caffe")
+    for layer, fan_in in zip(_weight_layers(features, [head]), [25, 500, 800, 500]):
+        bound = (3 / fan_in) ** 0.5  # uniform in +-sqrt(3 / fan_in): std sqrt(1 / fan_in)
+        assert 0.95 * bound < layer.weight.abs().max() <= bound
+        assert layer.weight.std().item() == pytest.approx(fan_in ** -0.5, rel=0.1)
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_pytorch_init_is_the_default_and_unknown_inits_are_errors():
+    default, (h1,) = build("cifar_quick", (3, 32, 32), [10], seed=1)
+    explicit, (h2,) = build("cifar_quick", (3, 32, 32), [10], seed=1, weight_init="pytorch")
+    assert all(torch.equal(a, b) for a, b in zip([*default.parameters(), *h1.parameters()],
+                                                 [*explicit.parameters(), *h2.parameters()]))
+    assert h1.bias.abs().sum() > 0  # PyTorch's own biases, not Caffe's zeros
+    with pytest.raises(ValueError, match=r"weight_init='he' is unknown"):
+        build("lenet", (1, 28, 28), [10], seed=0, weight_init="he")
+    with pytest.raises(ValueError, match=r"no Caffe prototxt for model='resnet18'"):
+        build("resnet18", (3, 32, 32), [10], seed=0, weight_init="caffe")
+    with pytest.raises(ValueError, match=r"model='mlp'"):
+        build("auto", (2,), [2], seed=0, weight_init="caffe")  # auto resolves first
+    assert sections.WEIGHT_INITS == WEIGHT_INITS and set(CAFFE_FILLERS) <= set(MODELS)

@@ -134,6 +134,23 @@ def test_three_methods_end_to_end_on_generated_data(tmp_path):
         _run("finetune", FINETUNE, _outputs(tmp_path / "y"), split)
 
 
+def test_caffe_weight_init_reaches_the_run_and_its_identity(tmp_path):
+    split, _ = _split(tmp_path)
+    still = plain_config(lr_p=1e-9, momentum=0.0, batch=50, epochs=1)  # the weights barely move from their init
+    metrics = _run("noisy_baseline", still, _outputs(tmp_path / "c"), split, weight_init="caffe")
+    state = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)
+    assert state["features"]["0.0.weight"].std().item() == pytest.approx(1e-4, rel=0.1)  # Caffe's conv1 std
+    assert state["head"]["weight"].std().item() == pytest.approx(0.1, rel=0.1)  # ip2
+    saved = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert state["config"]["weight_init"] == "caffe" and saved["provenance"]["config"]["weight_init"] == "caffe"
+    default = _run("noisy_baseline", still, _outputs(tmp_path / "p"), split)
+    assert torch.load(tmp_path / "p" / "checkpoint.pt", weights_only=False)["config"]["weight_init"] == "pytorch"
+    assert default["history"][0]["loss_source"] != metrics["history"][0]["loss_source"]
+    # a fine-tune refuses a baseline trained from other initial weights
+    with pytest.raises(ValueError, match="weight_init"):
+        _run("finetune", FINETUNE, _outputs(tmp_path / "f"), split, init=(str(tmp_path / "c" / "checkpoint.pt"), still))
+
+
 def test_frozen_alpha_keeps_the_initial_weights(tmp_path):
     split, _ = _split(tmp_path)
     cfg = soseleto_config(lr_p=0.02, lr_alpha=100.0, momentum=0.9, source_batch=50, target_batch=10, epochs=1,
@@ -201,7 +218,7 @@ def test_killed_run_resumes_from_its_resume_file(tmp_path):
     # a run "killed" after epoch 1 leaves its resume file; rerunning finishes epoch 2 only
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     state["config"] = identity("noisy_baseline", BASELINE, seed=0, options=None, noise=0.4, split=SPLIT, model=MODEL,
-                               data=DATA)
+                               weight_init="pytorch", data=DATA)
     (tmp_path / "c").mkdir()
     torch.save(state, resume_path(tmp_path / "c" / "checkpoint.pt"))
     resumed = _run("noisy_baseline", BASELINE, _outputs(tmp_path / "c"), split)

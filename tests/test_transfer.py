@@ -188,6 +188,20 @@ def test_target_only_learns_on_the_target_images(tmp_path):
     assert m["seconds_per_epoch"] > 0 and m["accuracy_on"] == "test images of the target classes"
 
 
+def test_caffe_weight_init_reaches_a_transfer_run(tmp_path):
+    p = _splits(tmp_path)
+    caffe = transfer.Task(SOURCE, TARGET, 28, "lenet", "caffe")
+    still = plain_config(lr_p=1e-9, batch=10, epochs=1)  # the weights barely move from their init
+    inputs = {"target": p["target"], "test": p["test"]}
+    outputs = {"metrics": str(tmp_path / "m.json"), "checkpoint": str(tmp_path / "c.pt")}
+    transfer.run_and_save(transfer.TransferRun("target_only", still, caffe, DATA, 0, "cpu", inputs, outputs, n_target=20))
+    state = torch.load(outputs["checkpoint"], weights_only=False)
+    conv1 = state["features"]["0.0.weight"]
+    assert conv1.abs().max() <= (3 / 25) ** 0.5 and conv1.std().item() == pytest.approx(0.2, rel=0.1)  # Caffe's xavier
+    assert state["head"]["bias"].abs().max() < 1e-6 and state["config"]["task"]["weight_init"] == "caffe"
+    assert TASK.weight_init == "pytorch"  # the default
+
+
 def test_job_identity_names_the_run_it_starts_from():
     job = transfer.TransferRun("two_stage", TWO_STAGE, TASK, DATA, 3, "cpu", {}, {}, n_target=25, init=SOSELETO)
     own, stage1 = job.identity(), job.identity("soseleto", job.init)

@@ -12,6 +12,9 @@ from soseleto.config.fields import Section, opt, require
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"
 FIT_MODES = ("noisy", "transfer")  # soseleto fit --mode
 MODEL_CHOICES = ("auto", "mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18")  # config values: auto + core.models.MODELS
+WEIGHT_INITS = ("pytorch", "caffe")  # soseleto.core.models.WEIGHT_INITS
+WEIGHT_INIT_DOC = ("initial weights: pytorch (each layer's default) or caffe (the fillers of the network's Caffe "
+                   "prototxt, biases 0; cifar_quick and lenet only)")
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -238,6 +241,7 @@ class TransferConfig(Section):
                                            "target are the unlabelled pool of two-stage SOSELETO", ge=1)
     image_size: int = opt(28, "every image is made gray (if the target is) and this size", ge=8)
     model: str = opt("auto", "feature network; auto: by image shape (LeNet for gray images)", choices=MODEL_CHOICES)
+    weight_init: str = opt("pytorch", WEIGHT_INIT_DOC, choices=WEIGHT_INITS)
     soseleto: SoseletoConfig = opt(SoseletoConfig(shared_classifier=False), "SOSELETO, transfer mode")
     target_only: PlainConfig = opt(PlainConfig(), "plain SGD on the target images")
     pretrain: PlainConfig = opt(PlainConfig(), "fine-tuning, first half: plain SGD on the source")
@@ -302,6 +306,7 @@ class NoisyConfig(Section):
                                    "(soseleto/config/methods.py)", min_items=1, unique=True, choices=_noisy_methods)
     split: NoisySplitConfig = opt(NoisySplitConfig(), "the data set and its split")
     model: str = opt("auto", "feature network; auto: by image shape (CIFAR-10 Quick for colour images)", choices=MODEL_CHOICES)
+    weight_init: str = opt("pytorch", WEIGHT_INIT_DOC, choices=WEIGHT_INITS)
     trainer: SoseletoConfig = opt(SoseletoConfig(), "SOSELETO (noisy-label mode)")
     baseline: PlainConfig = opt(PlainConfig(), "plain SGD on the noisy source")
     finetune: PlainConfig = opt(PlainConfig(), "the noisy baseline trained further on the clean target")

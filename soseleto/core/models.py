@@ -153,13 +153,61 @@ def choose_model(shape: tuple[int, ...]) -> str:
     return "lenet" if shape[0] == 1 and min(shape[1:]) >= 16 else "cifar_quick"
 
 
-def build(model: str, in_shape: tuple[int, ...], classes: list[int], *, seed: int, **kwargs) -> tuple[nn.Module, list[nn.Module]]:
+WEIGHT_INITS = ("pytorch", "caffe")
+
+# Caffe's weight filler of each convolution / inner-product layer, in order; the last entry is the
+# classifier's (ip2). A number is a "gaussian" filler's std, "xavier" Caffe's XavierFiller (uniform
+# in +-sqrt(3 / fan_in), include/caffe/filler.hpp). Every bias has a "constant" filler, value 0.
+# From BVLC/caffe:
+#   cifar_quick: examples/cifar10/cifar10_quick_train_test.prototxt: conv1 std 0.0001, conv2 0.01,
+#                conv3 0.01, ip1 0.1, ip2 0.1;
+#   lenet:       examples/mnist/lenet_train_test.prototxt: "xavier" for conv1, conv2, ip1, ip2.
+# Caffe's CIFAR-10 Quick sees mean-subtracted pixels in [0, 255] (std ~60) where we standardise to
+# std 1, so the same conv1 weights meet ~60x smaller inputs (config/README.md, "Table 1 settings
+# on real images").
+CAFFE_FILLERS: dict[str, tuple[float | str, ...]] = {
+    "cifar_quick": (1e-4, 1e-2, 1e-2, 0.1, 0.1),
+    "lenet": ("xavier",) * 4,
+}
+
+
+def caffe_init_(features: nn.Module, heads: list[nn.Module], fillers: tuple[float | str, ...]) -> None:
+    """Redraw, in place and from the global generator, the weights of the ``nn.Conv2d`` /
+    ``nn.Linear`` layers of ``features`` (in order) with ``fillers[:-1]`` and of every head with
+    ``fillers[-1]``; zero every bias."""
+    layers = [m for m in features.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if len(layers) != len(fillers) - 1:
+        raise ValueError(f"{len(layers)} weight layers in the features for {len(fillers) - 1} Caffe fillers")
+    pairs = [*zip(layers, fillers), *((h, fillers[-1]) for h in heads)]
+    with torch.no_grad():
+        for layer, filler in pairs:
+            if filler == "xavier":
+                bound = (3.0 / layer.weight[0].numel()) ** 0.5  # Caffe's fan_in = count / num_output
+                layer.weight.uniform_(-bound, bound)
+            else:
+                layer.weight.normal_(0.0, float(filler))
+            if layer.bias is not None:
+                layer.bias.zero_()
+
+
+def build(model: str, in_shape: tuple[int, ...], classes: list[int], *, seed: int, weight_init: str = "pytorch",
+          **kwargs) -> tuple[nn.Module, list[nn.Module]]:
     """Features ``model`` (``"auto"``: :func:`choose_model`) and one linear classifier per entry of
-    ``classes`` (its class count), initialised from ``seed`` without touching the caller's RNG."""
+    ``classes`` (its class count), initialised from ``seed`` without touching the caller's RNG:
+    ``weight_init="pytorch"`` keeps each layer's PyTorch default, ``"caffe"`` redraws every weight
+    with the filler of the network's Caffe prototxt (:data:`CAFFE_FILLERS`) and zeroes the biases."""
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init={weight_init!r} is unknown; choose one of {list(WEIGHT_INITS)}")
     name = choose_model(tuple(in_shape)) if model == "auto" else model
+    if weight_init == "caffe" and name not in CAFFE_FILLERS:
+        raise ValueError(f"weight_init='caffe' has no Caffe prototxt for model={name!r}; it exists for "
+                         f"{sorted(CAFFE_FILLERS)} (the paper's networks)")
     with seeded(seed):
         features, dim = build_features(name, in_shape, **kwargs)
-        return features, [build_classifier(dim, k) for k in classes]
+        heads = [build_classifier(dim, k) for k in classes]
+        if weight_init == "caffe":
+            caffe_init_(features, heads, CAFFE_FILLERS[name])
+        return features, heads
 
 
 def _flat_dim(body: nn.Module, in_shape: tuple[int, ...]) -> int:

@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
-                 noise: float, seed: int, device: str, split_csv: str, scores_csv: str) -> pd.DataFrame:
+                 noise: float, seed: int, device: str, split_csv: str, scores_csv: str,
+                 weight_init: str = "pytorch") -> pd.DataFrame:
     """cleanlab on the noisy source of one (noise level, seed): out-of-fold softmax of ``folds``
-    networks trained with the noisy ``baseline`` settings, then self-confidence (``score``) and
+    networks (initial weights ``weight_init``) trained with the noisy ``baseline`` settings, then self-confidence (``score``) and
     ``find_label_issues`` (``flagged``).
 
     Writes ``scores_csv`` (index, label, true_label, noisy, score, flagged; source order). Each
@@ -41,16 +42,19 @@ def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConf
     source = data_sets.source
 
     def make_model(model_seed: int):
-        features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=model_seed)
+        features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=model_seed,
+                                  weight_init=weight_init)
         return features, head
 
     log.info("cleanlab, noise %g, seed %d on %s: %d source, %d folds", noise, seed, dev, len(source), folds)
-    ident = identity("cleanlab", baseline, seed=seed, folds=folds, noise=noise, split=split_cfg, model=model, data=data)
+    ident = identity("cleanlab", baseline, seed=seed, folds=folds, noise=noise, split=split_cfg, model=model,
+                     weight_init=weight_init, data=data)
     probs = out_of_fold_probs(make_model, source, baseline, folds=folds, seed=seed, device=dev,
                               checkpoint=resume_path(scores_csv), identity=ident)
     quality, flagged = cleanlab_scores(source.y.numpy(), probs)
     table = source_alpha_table(split, quality, column="score").assign(flagged=flagged)
-    prov = provenance({"baseline": baseline, "split": split_cfg, "model": model, "data": data}, method="cleanlab",
+    prov = provenance({"baseline": baseline, "split": split_cfg, "model": model, "weight_init": weight_init,
+                       "data": data}, method="cleanlab",
                       noise=noise, seed=seed, device=str(dev), folds=folds)
     write_csv(table, scores_csv, prov=prov)
     discard(resume_path(scores_csv))

@@ -167,7 +167,7 @@ def _start(entry: registry.Method, init: tuple[str, Settings] | None, features: 
 
 def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
                noise: float, seed: int, device: str, split_csv: str, outputs: dict[str, str], options: Any = None,
-               init: tuple[str, Settings] | None = None) -> dict:
+               init: tuple[str, Settings] | None = None, weight_init: str = "pytorch") -> dict:
     """Train ``method`` (an entry of :mod:`soseleto.config.methods`) with ``settings`` and its
     ``options`` for one (noise level, seed); write ``outputs['metrics']`` (JSON),
     ``outputs['checkpoint']`` and, for a method with per-sample scores, ``outputs['alpha']`` or
@@ -175,7 +175,8 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
 
     The resumable state lives in ``<checkpoint>.resume`` while training, so a killed job resumes;
     it is published as the checkpoint once everything else is written. A method that starts from
-    another run (``finetune``) gets ``init`` = (that run's checkpoint, its settings).
+    another run (``finetune``) gets ``init`` = (that run's checkpoint, its settings); every other
+    method starts from the initial weights ``weight_init`` (:func:`soseleto.core.models.build`).
     """
     entry = registry.get("noisy", method)
     extra_outputs = sorted(set(outputs) - {"metrics", "checkpoint"})
@@ -185,8 +186,8 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
     dev = resolve_device(device)
     split = pd.read_csv(split_csv)
     data_sets = load_sets(split_cfg, data, split)
-    features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=seed)
-    context = {"noise": noise, "split": split_cfg, "model": model, "data": data}
+    features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=seed, weight_init=weight_init)
+    context = {"noise": noise, "split": split_cfg, "model": model, "weight_init": weight_init, "data": data}
     ident = identity(method, settings, seed=seed, options=options, **context)
     log.info("%s, noise %g, seed %d on %s: %d source, %d target, %d test", method, noise, seed, dev,
              len(data_sets.source), len(data_sets.target), len(data_sets.test))

@@ -62,6 +62,7 @@ class Task:
     target: SideConfig
     image_size: int
     model: str
+    weight_init: str = "pytorch"  # soseleto.core.models.build
 
 
 # -- index files -----------------------------------------------------------------------------------
@@ -295,7 +296,8 @@ def run_plain(job: TransferRun, data_sets: TransferSets, dev, resume: str):
     the target; ``pretrain`` on the source (its 'accuracy' is on the source itself)."""
     on_source = job.method == "pretrain"
     classes = job.task.source.classes if on_source else job.task.target.classes
-    features, (head,) = build(job.task.model, _shape(job, data_sets), [len(classes)], seed=job.seed)
+    features, (head,) = build(job.task.model, _shape(job, data_sets), [len(classes)], seed=job.seed,
+                              weight_init=job.task.weight_init)
     if job.method == "fine_tuning":
         pre = load_checkpoint(job.inputs["init"], config=job.identity("pretrain", job.init, n_target=None))
         features.load_state_dict(pre["features"])
@@ -311,7 +313,7 @@ def run_soseleto(job: TransferRun, data_sets: TransferSets, dev, resume: str, cf
     ``index``, ``label`` (the source label), ``alpha``."""
     n_s = len(np.unique(data_sets.source_label))
     features, (head_s, head_t) = build(job.task.model, _shape(job, data_sets), [n_s, len(job.task.target.classes)],
-                                       seed=job.seed)
+                                       seed=job.seed, weight_init=job.task.weight_init)
     trainer = Soseleto(features, head_s, head_t, n_source=len(data_sets.source), n_target=len(data_sets.target),
                        cfg=cfg or job.settings, device=dev)
     history = train(trainer, data_sets.source, data_sets.target, schedule=job.settings.schedule, seed=job.seed,
@@ -346,7 +348,8 @@ def run_two_stage(job: TransferRun, data_sets: TransferSets, dev, resume: str):
     if job.options == "stage1":  # transfer.two_stage_init
         features, head = f1, h1
     else:
-        features, (head,) = build(job.task.model, _shape(job, data_sets), [k_t], seed=job.seed)
+        features, (head,) = build(job.task.model, _shape(job, data_sets), [k_t], seed=job.seed,
+                                  weight_init=job.task.weight_init)
     trainer = Soseleto(features, head, None, n_source=len(pool), n_target=len(data_sets.target), cfg=job.settings,
                        device=dev)
     history = train(trainer, Labeled(pool.x, pseudo), data_sets.target, schedule=job.settings.schedule,

@@ -24,6 +24,7 @@ TASK_PARAMS = (
     "transfer.target",
     "transfer.image_size",
     "transfer.model",
+    "transfer.weight_init",
     "data",
 )
 
