@@ -131,7 +131,8 @@ def noisy_run(job: Job) -> None:
     noisy.run_method(job.params["method"], settings, split_cfg=job.cfg("noisy.split"), model=job.cfg("noisy.model"),
                      data=job.cfg("data"), noise=float(job.wildcards["noise"]), seed=int(job.wildcards["seed"]),
                      device=job.params["device"], split_csv=job.input["split"], outputs=job.output, options=options,
-                     init=None if init is None else (job.input["init"], init), weight_init=job.cfg("noisy.weight_init"))
+                     init=None if init is None else (job.input["init"], init), weight_init=job.cfg("noisy.weight_init"),
+                     input_scale=job.cfg("noisy.input_scale"))
 
 
 def noisy_cleanlab(job: Job) -> None:
@@ -140,7 +141,8 @@ def noisy_cleanlab(job: Job) -> None:
     run_cleanlab(job.cfg("noisy.baseline"), folds=job.cfg("noisy.cleanlab_folds"), split_cfg=job.cfg("noisy.split"),
                  model=job.cfg("noisy.model"), data=job.cfg("data"), noise=float(job.wildcards["noise"]),
                  seed=int(job.wildcards["seed"]), device=job.params["device"], split_csv=job.input["split"],
-                 scores_csv=job.output["scores"], weight_init=job.cfg("noisy.weight_init"))
+                 scores_csv=job.output["scores"], weight_init=job.cfg("noisy.weight_init"),
+                 input_scale=job.cfg("noisy.input_scale"))
 
 
 def table1(job: Job) -> None:

@@ -151,6 +151,22 @@ def test_caffe_weight_init_reaches_the_run_and_its_identity(tmp_path):
         _run("finetune", FINETUNE, _outputs(tmp_path / "f"), split, init=(str(tmp_path / "c" / "checkpoint.pt"), still))
 
 
+def test_caffe_input_scale_keeps_pixels_on_the_0_255_scale_and_reaches_the_identity(tmp_path):
+    split, _ = _split(tmp_path)
+    frame = pd.read_csv(split["split"])
+    std_sets, caffe_sets = noisy.load_sets(SPLIT, DATA, frame), noisy.load_sets(SPLIT, DATA, frame, "caffe")
+    x, c = std_sets.source.x, caffe_sets.source.x
+    # both centred by the same per-channel mean; caffe is not divided by the std: (x / 255 - mean) * 255
+    ratio = (c * x).sum(dim=(0, 2, 3)) / (x * x).sum(dim=(0, 2, 3))  # per channel: std * 255
+    torch.testing.assert_close(c, x * ratio.view(1, -1, 1, 1), rtol=1e-4, atol=1e-3)
+    assert (ratio > 1).all() and torch.equal(caffe_sets.test.y, std_sets.test.y)
+    still = plain_config(lr_p=1e-9, momentum=0.0, batch=50, epochs=1)
+    _run("noisy_baseline", still, _outputs(tmp_path / "c"), split, input_scale="caffe")
+    assert torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)["config"]["input_scale"] == "caffe"
+    with pytest.raises(ValueError, match="input_scale='raw' is unknown"):
+        noisy.load_sets(SPLIT, DATA, frame, "raw")
+
+
 def test_frozen_alpha_keeps_the_initial_weights(tmp_path):
     split, _ = _split(tmp_path)
     cfg = soseleto_config(lr_p=0.02, lr_alpha=100.0, momentum=0.9, source_batch=50, target_batch=10, epochs=1,
@@ -218,7 +234,7 @@ def test_killed_run_resumes_from_its_resume_file(tmp_path):
     # a run "killed" after epoch 1 leaves its resume file; rerunning finishes epoch 2 only
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     state["config"] = identity("noisy_baseline", BASELINE, seed=0, options=None, noise=0.4, split=SPLIT, model=MODEL,
-                               weight_init="pytorch", data=DATA)
+                               weight_init="pytorch", input_scale="standard", data=DATA)
     (tmp_path / "c").mkdir()
     torch.save(state, resume_path(tmp_path / "c" / "checkpoint.pt"))
     resumed = _run("noisy_baseline", BASELINE, _outputs(tmp_path / "c"), split)

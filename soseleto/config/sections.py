@@ -15,6 +15,10 @@ MODEL_CHOICES = ("auto", "mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18"
 WEIGHT_INITS = ("pytorch", "caffe")  # soseleto.core.models.WEIGHT_INITS
 WEIGHT_INIT_DOC = ("initial weights: pytorch (each layer's default) or caffe (the fillers of the network's Caffe "
                    "prototxt, biases 0; cifar_quick and lenet only)")
+INPUT_SCALES = ("standard", "caffe")  # soseleto.experiments.noisy.load_sets
+INPUT_SCALE_DOC = ("pixel scale fed to the network: standard (per-channel mean 0, std 1) or caffe (0-255 pixels "
+                   "minus the per-channel mean, as Caffe's CIFAR-10 example feeds them, which its fillers are "
+                   "sized for)")
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -307,6 +311,7 @@ class NoisyConfig(Section):
     split: NoisySplitConfig = opt(NoisySplitConfig(), "the data set and its split")
     model: str = opt("auto", "feature network; auto: by image shape (CIFAR-10 Quick for colour images)", choices=MODEL_CHOICES)
     weight_init: str = opt("pytorch", WEIGHT_INIT_DOC, choices=WEIGHT_INITS)
+    input_scale: str = opt("standard", INPUT_SCALE_DOC, choices=INPUT_SCALES)
     trainer: SoseletoConfig = opt(SoseletoConfig(), "SOSELETO (noisy-label mode)")
     baseline: PlainConfig = opt(PlainConfig(), "plain SGD on the noisy source")
     finetune: PlainConfig = opt(PlainConfig(), "the noisy baseline trained further on the clean target")

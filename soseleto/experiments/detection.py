@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
                  noise: float, seed: int, device: str, split_csv: str, scores_csv: str,
-                 weight_init: str = "pytorch") -> pd.DataFrame:
+                 weight_init: str = "pytorch", input_scale: str = "standard") -> pd.DataFrame:
     """cleanlab on the noisy source of one (noise level, seed): out-of-fold softmax of ``folds``
-    networks (initial weights ``weight_init``) trained with the noisy ``baseline`` settings, then self-confidence (``score``) and
+    networks (initial weights ``weight_init``, inputs on ``input_scale``) trained with the noisy ``baseline`` settings, then self-confidence (``score``) and
     ``find_label_issues`` (``flagged``).
 
     Writes ``scores_csv`` (index, label, true_label, noisy, score, flagged; source order). Each
@@ -38,7 +38,7 @@ def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConf
     """
     dev = resolve_device(device)
     split = pd.read_csv(split_csv)
-    data_sets = load_sets(split_cfg, data, split)
+    data_sets = load_sets(split_cfg, data, split, input_scale)
     source = data_sets.source
 
     def make_model(model_seed: int):
@@ -48,13 +48,13 @@ def run_cleanlab(baseline: PlainConfig, *, folds: int, split_cfg: NoisySplitConf
 
     log.info("cleanlab, noise %g, seed %d on %s: %d source, %d folds", noise, seed, dev, len(source), folds)
     ident = identity("cleanlab", baseline, seed=seed, folds=folds, noise=noise, split=split_cfg, model=model,
-                     weight_init=weight_init, data=data)
+                     weight_init=weight_init, input_scale=input_scale, data=data)
     probs = out_of_fold_probs(make_model, source, baseline, folds=folds, seed=seed, device=dev,
                               checkpoint=resume_path(scores_csv), identity=ident)
     quality, flagged = cleanlab_scores(source.y.numpy(), probs)
     table = source_alpha_table(split, quality, column="score").assign(flagged=flagged)
     prov = provenance({"baseline": baseline, "split": split_cfg, "model": model, "weight_init": weight_init,
-                       "data": data}, method="cleanlab",
+                       "input_scale": input_scale, "data": data}, method="cleanlab",
                       noise=noise, seed=seed, device=str(dev), folds=folds)
     write_csv(table, scores_csv, prov=prov)
     discard(resume_path(scores_csv))

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from soseleto.config import DataConfig, NoisySplitConfig, PairedConfig, PlainConfig, SoseletoConfig
+from soseleto.config import INPUT_SCALES, DataConfig, NoisySplitConfig, PairedConfig, PlainConfig, SoseletoConfig
 from soseleto.config import methods as registry
 from soseleto.core.checkpoint import identity, load_checkpoint, publish, resume_path
 from soseleto.core.device import resolve_device
@@ -116,8 +116,13 @@ class NoisySets:
     shape: tuple[int, ...]
 
 
-def load_sets(split_cfg: NoisySplitConfig, data: DataConfig, split: pd.DataFrame) -> NoisySets:
-    """The split's sets, standardised per channel with the statistics of every image that is not test."""
+def load_sets(split_cfg: NoisySplitConfig, data: DataConfig, split: pd.DataFrame,
+              input_scale: str = "standard") -> NoisySets:
+    """The split's sets, centred per channel with the mean of every image that is not test, and
+    divided by its std (``input_scale="standard"``) or left on the 0-255 pixel scale (``"caffe"``:
+    what Caffe's CIFAR-10 example feeds CIFAR-10 Quick, whose prototxt fillers are sized for it)."""
+    if input_scale not in INPUT_SCALES:
+        raise ValueError(f"input_scale={input_scale!r} is unknown; choose one of {list(INPUT_SCALES)}")
     x, y = sets.load_labelled(split_cfg.dataset, "train", data)
     if len(split) != len(y) or not np.array_equal(split.true_label.to_numpy(), y.numpy()):
         what = (f"{len(split)} rows for {len(y)} samples" if len(split) != len(y) else
@@ -126,6 +131,8 @@ def load_sets(split_cfg: NoisySplitConfig, data: DataConfig, split: pd.DataFrame
                          "different data?); delete the split file to rebuild it")
     test_rows = split.role.to_numpy() == "test"
     mean, std = images.channel_stats(x[torch.from_numpy(~test_rows)] if test_rows.any() else x)
+    if input_scale == "caffe":  # (x / 255 - mean) * 255: pixels minus the mean, not divided by the std
+        std = torch.full_like(std, 1 / 255)
 
     def subset(role: str) -> Labeled | None:
         frame = split[split.role == role]
@@ -167,7 +174,8 @@ def _start(entry: registry.Method, init: tuple[str, Settings] | None, features: 
 
 def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, model: str, data: DataConfig,
                noise: float, seed: int, device: str, split_csv: str, outputs: dict[str, str], options: Any = None,
-               init: tuple[str, Settings] | None = None, weight_init: str = "pytorch") -> dict:
+               init: tuple[str, Settings] | None = None, weight_init: str = "pytorch",
+               input_scale: str = "standard") -> dict:
     """Train ``method`` (an entry of :mod:`soseleto.config.methods`) with ``settings`` and its
     ``options`` for one (noise level, seed); write ``outputs['metrics']`` (JSON),
     ``outputs['checkpoint']`` and, for a method with per-sample scores, ``outputs['alpha']`` or
@@ -177,6 +185,7 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
     it is published as the checkpoint once everything else is written. A method that starts from
     another run (``finetune``) gets ``init`` = (that run's checkpoint, its settings); every other
     method starts from the initial weights ``weight_init`` (:func:`soseleto.core.models.build`).
+    ``input_scale``: the pixel scale of every set (:func:`load_sets`).
     """
     entry = registry.get("noisy", method)
     extra_outputs = sorted(set(outputs) - {"metrics", "checkpoint"})
@@ -185,9 +194,10 @@ def run_method(method: str, settings: Settings, *, split_cfg: NoisySplitConfig, 
                          f"got outputs {sorted(outputs)}")
     dev = resolve_device(device)
     split = pd.read_csv(split_csv)
-    data_sets = load_sets(split_cfg, data, split)
+    data_sets = load_sets(split_cfg, data, split, input_scale)
     features, (head,) = build(model, data_sets.shape, [data_sets.n_classes], seed=seed, weight_init=weight_init)
-    context = {"noise": noise, "split": split_cfg, "model": model, "weight_init": weight_init, "data": data}
+    context = {"noise": noise, "split": split_cfg, "model": model, "weight_init": weight_init,
+               "input_scale": input_scale, "data": data}
     ident = identity(method, settings, seed=seed, options=options, **context)
     log.info("%s, noise %g, seed %d on %s: %d source, %d target, %d test", method, noise, seed, dev,
              len(data_sets.source), len(data_sets.target), len(data_sets.test))
