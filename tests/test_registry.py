@@ -91,7 +91,7 @@ def test_a_method_added_as_one_entry_reaches_the_tables_and_the_plan(dummy, tmp_
     outputs = {k: str(run / f) for k, f in (("metrics", "metrics.json"), ("checkpoint", "checkpoint.pt"),
                                             ("scores", "scores.csv"))}
     params = {"method": "dummy", "device": "cpu",
-              "config": job_params(cfg, *dummy.config_paths(), "noisy.split", "noisy.model", "data")}
+              "config": job_params(cfg, *dummy.config_paths(), *registry.RUN_PARAMS["noisy"])}
     jobs.run_job(jobs.Job(rule, input={"split": split["split"]}, output=outputs, params=params,
                           wildcards={"noise": "0.4", "seed": "0"}, log=str(tmp_path / "dummy.log")))
     scores = pd.read_csv(outputs["scores"])

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 PROTOCOLS = ("noisy", "transfer")
+# what every training job of a protocol reads besides its own method's settings (the rules' params)
+RUN_PARAMS = {
+    "noisy": ("noisy.split", "noisy.model", "noisy.weight_init", "noisy.input_scale", "data"),
+    "transfer": ("transfer.source", "transfer.target", "transfer.image_size", "transfer.model", "transfer.weight_init",
+                 "data"),
+}
 ROWS = ("paper", "ablation", "peer", "variant", "stage")
 SETS = ("source", "target", "union", "pool")
 

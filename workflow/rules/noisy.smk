@@ -19,7 +19,7 @@ NOISY_TABLES = f"results/tables/{NOISY_TAG}"
 NOISY_FIGURES = f"results/figures/{NOISY_TAG}"
 NOISY_CATEGORY = f"Section 4.2, noisy labels ({NOISY_TAG})"
 # what every training job reads besides its own method's settings
-NOISY_RUN_PARAMS = ("noisy.split", "noisy.model", "noisy.weight_init", "noisy.input_scale", "data")
+NOISY_RUN_PARAMS = R.RUN_PARAMS["noisy"]
 
 
 wildcard_constraints:

@@ -19,14 +19,7 @@ TR_FIGURES = f"results/figures/{TASK}"
 TR_CATEGORY = f"Section 4.3, transfer ({TASK})"
 AC_CATEGORY = f"Appendix C, transfer ({TASK_AC})"
 # what every training job reads besides its own method's settings
-TASK_PARAMS = (
-    "transfer.source",
-    "transfer.target",
-    "transfer.image_size",
-    "transfer.model",
-    "transfer.weight_init",
-    "data",
-)
+TASK_PARAMS = R.RUN_PARAMS["transfer"]
 
 
 wildcard_constraints:
