@@ -124,25 +124,28 @@ def noisy_split(job: Job) -> None:
     noisy.write_split(job.cfg("noisy.split"), job.cfg("data"), noise=float(job.wildcards["noise"]), outputs=job.output)
 
 
+def _noisy_run_inputs(job: Job) -> dict[str, Any]:
+    """What every training job of the noisy protocol reads besides its method's settings (the
+    rules' ``methods.RUN_PARAMS["noisy"]``), its wildcards and its split, as keyword arguments."""
+    return {"split_cfg": job.cfg("noisy.split"), "model": job.cfg("noisy.model"), "data": job.cfg("data"),
+            "weight_init": job.cfg("noisy.weight_init"), "input_scale": job.cfg("noisy.input_scale"),
+            "noise": float(job.wildcards["noise"]), "seed": int(job.wildcards["seed"]), "device": job.params["device"],
+            "split_csv": job.input["split"]}
+
+
 def noisy_run(job: Job) -> None:
     from soseleto.experiments import noisy
 
     settings, options, init = method_settings(job, "noisy")
-    noisy.run_method(job.params["method"], settings, split_cfg=job.cfg("noisy.split"), model=job.cfg("noisy.model"),
-                     data=job.cfg("data"), noise=float(job.wildcards["noise"]), seed=int(job.wildcards["seed"]),
-                     device=job.params["device"], split_csv=job.input["split"], outputs=job.output, options=options,
-                     init=None if init is None else (job.input["init"], init), weight_init=job.cfg("noisy.weight_init"),
-                     input_scale=job.cfg("noisy.input_scale"))
+    noisy.run_method(job.params["method"], settings, **_noisy_run_inputs(job), outputs=job.output, options=options,
+                     init=None if init is None else (job.input["init"], init))
 
 
 def noisy_cleanlab(job: Job) -> None:
     from soseleto.experiments.detection import run_cleanlab
 
-    run_cleanlab(job.cfg("noisy.baseline"), folds=job.cfg("noisy.cleanlab_folds"), split_cfg=job.cfg("noisy.split"),
-                 model=job.cfg("noisy.model"), data=job.cfg("data"), noise=float(job.wildcards["noise"]),
-                 seed=int(job.wildcards["seed"]), device=job.params["device"], split_csv=job.input["split"],
-                 scores_csv=job.output["scores"], weight_init=job.cfg("noisy.weight_init"),
-                 input_scale=job.cfg("noisy.input_scale"))
+    run_cleanlab(job.cfg("noisy.baseline"), folds=job.cfg("noisy.cleanlab_folds"), **_noisy_run_inputs(job),
+                 scores_csv=job.output["scores"])
 
 
 def table1(job: Job) -> None:

@@ -12,7 +12,7 @@ from soseleto.config.fields import Section, opt, require
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?|mps)$"
 FIT_MODES = ("noisy", "transfer")  # soseleto fit --mode
 MODEL_CHOICES = ("auto", "mlp", "lenet", "cifar_quick", "bn_convnet", "resnet18")  # config values: auto + core.models.MODELS
-WEIGHT_INITS = ("pytorch", "caffe")  # soseleto.core.models.WEIGHT_INITS
+WEIGHT_INITS = ("pytorch", "caffe")  # what soseleto.core.models.build draws
 WEIGHT_INIT_DOC = ("initial weights: pytorch (each layer's default) or caffe (the fillers of the network's Caffe "
                    "prototxt, biases 0; cifar_quick and lenet only)")
 INPUT_SCALES = ("standard", "caffe")  # soseleto.experiments.noisy.load_sets

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from soseleto.config import WEIGHT_INITS
 from soseleto.core.rng import seeded
 
 
@@ -153,8 +154,6 @@ def choose_model(shape: tuple[int, ...]) -> str:
     return "lenet" if shape[0] == 1 and min(shape[1:]) >= 16 else "cifar_quick"
 
 
-WEIGHT_INITS = ("pytorch", "caffe")
-
 # Caffe's weight filler of each convolution / inner-product layer, in order; the last entry is the
 # classifier's (ip2). A number is a "gaussian" filler's std, "xavier" Caffe's XavierFiller (uniform
 # in +-sqrt(3 / fan_in), include/caffe/filler.hpp). Every bias has a "constant" filler, value 0.
@@ -162,9 +161,9 @@ WEIGHT_INITS = ("pytorch", "caffe")
 #   cifar_quick: examples/cifar10/cifar10_quick_train_test.prototxt: conv1 std 0.0001, conv2 0.01,
 #                conv3 0.01, ip1 0.1, ip2 0.1;
 #   lenet:       examples/mnist/lenet_train_test.prototxt: "xavier" for conv1, conv2, ip1, ip2.
-# Caffe's CIFAR-10 Quick sees mean-subtracted pixels in [0, 255] (std ~60) where we standardise to
-# std 1, so the same conv1 weights meet ~60x smaller inputs (config/README.md, "Table 1 settings
-# on real images").
+# Caffe's CIFAR-10 Quick sees mean-subtracted pixels in [0, 255] (std ~60), which its conv1 std is
+# sized for: on standardised pixels (std 1) the same weights meet ~60x smaller inputs, hence the
+# Table 1 protocol's noisy.input_scale: caffe (config/README.md, "Table 1 settings on real images").
 CAFFE_FILLERS: dict[str, tuple[float | str, ...]] = {
     "cifar_quick": (1e-4, 1e-2, 1e-2, 0.1, 0.1),
     "lenet": ("xavier",) * 4,
