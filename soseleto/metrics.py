@@ -14,6 +14,12 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 TOP_K = (100, 500)  # precision among the k most suspect samples: what a reviewer checks by hand
 
 
+def auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """AUROC of ``score`` (higher = more likely positive) for the bool labels ``positive``, both
+    ``(N,)``; NaN when not both kinds are present (undefined)."""
+    return float(roc_auc_score(positive, score)) if 0 < positive.sum() < len(positive) else float("nan")
+
+
 def detection_metrics(
     scores: np.ndarray,
     noisy: np.ndarray,
@@ -65,7 +71,7 @@ def detection_metrics(
         "precision": precision,
         "recall": recall,
         "f1": f1,
-        "auroc": float(roc_auc_score(noisy, suspicion)) if both else float("nan"),
+        "auroc": auroc(noisy, suspicion),
         "average_precision": float(average_precision_score(noisy, suspicion)) if both else float("nan"),
         "n_flagged": n_flagged,
         "n_noisy": n_noisy,

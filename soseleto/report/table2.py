@@ -15,6 +15,7 @@ import torch
 from soseleto.config import methods as registry
 from soseleto.core.rng import generator
 from soseleto.io import provenance, save_figure, write_csv, write_markdown
+from soseleto.metrics import auroc
 from soseleto.report.marks import GENERATED
 
 log = logging.getLogger(__name__)
@@ -212,11 +213,8 @@ def alpha_separation(alpha: pd.DataFrame, target_classes: Sequence[int], thresho
     of the other images, and ``auroc_shared``: the AUROC of alpha as a score for "shared" (1: every
     shared image above every other, 0.5: alpha does not tell them apart; NaN without both kinds).
     """
-    from sklearn.metrics import roc_auc_score
-
     shared = alpha.label.isin(list(target_classes)).to_numpy()
     a = alpha.alpha.to_numpy(dtype=float)
-    both = shared.any() and not shared.all()
 
     def part(mask: np.ndarray, fn) -> float:
         return float(fn(a[mask])) if mask.any() else float("nan")
@@ -224,7 +222,7 @@ def alpha_separation(alpha: pd.DataFrame, target_classes: Sequence[int], thresho
     return {"mean_alpha_shared": part(shared, np.mean), "mean_alpha_other": part(~shared, np.mean),
             "percent_good_shared": part(shared, lambda v: 100.0 * np.mean(v > threshold)),
             "percent_good_other": part(~shared, lambda v: 100.0 * np.mean(v > threshold)),
-            "auroc_shared": float(roc_auc_score(shared, a)) if both else float("nan")}
+            "auroc_shared": auroc(shared, a)}
 
 
 def write_appendix_c(metrics_jsons: Sequence[str], alpha_csvs: Sequence[str], seeds: Sequence[int], data_cfg: Mapping[str, Any],
